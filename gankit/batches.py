@@ -1,0 +1,88 @@
+"""Training batches in a reproducible order: a seeded permutation per epoch, resumable at any batch."""
+from __future__ import annotations
+
+import torch
+
+from gankit.components import DataSource
+from gankit.errors import GankitError
+
+
+def to_unit_range(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels in [0, 255] to float in [-1, 1]; float data is taken to be in range already."""
+    if batch.dtype == torch.uint8:
+        return batch.float().div_(127.5).sub_(1.0)
+    return batch.float()
+
+
+class BatchStream:
+    """Yields batches of ``batch_size`` examples on ``device``, dropping each epoch's incomplete last batch.
+
+    Sources that provide ``tensor()`` are indexed directly (one gather per batch, no per-item Python);
+    others are read item by item through a DataLoader. ``state_dict()`` records the epoch and position,
+    so a resumed run sees exactly the batches the uninterrupted run would have.
+    """
+
+    def __init__(self, source: DataSource, batch_size: int, *, seed: int, device: torch.device, num_workers: int = 0):
+        self.source = source
+        self.batch_size = batch_size
+        self.seed = seed
+        self.device = device
+        self.num_workers = num_workers
+        self.data = source.tensor()
+        self.size = int(self.data.shape[0]) if self.data is not None else len(source)
+        if self.size < batch_size:
+            raise GankitError(f"the data has {self.size} examples, fewer than the batch size {batch_size}")
+        if self.data is not None and device.type == "cuda":
+            # Decoded data that fits goes to the GPU once; batches are then gathered there.
+            free, _ = torch.cuda.mem_get_info(device)
+            if self.data.numel() * self.data.element_size() < free // 4:
+                self.data = self.data.to(device)
+        self.epoch = 0
+        self.position = 0
+        self._order = self._permutation(0)
+        self._loader = None
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(self.size, generator=generator)
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        return self.size // self.batch_size
+
+    def next(self) -> torch.Tensor:
+        if self.position + self.batch_size > self.size:
+            self.epoch += 1
+            self.position = 0
+            self._order = self._permutation(self.epoch)
+            self._loader = None
+        indices = self._order[self.position : self.position + self.batch_size]
+        self.position += self.batch_size
+        if self.data is not None:
+            batch = self.data[indices.to(self.data.device)]
+        else:
+            batch = next(self._item_loader())
+        return to_unit_range(batch.to(self.device, non_blocking=True))
+
+    def _item_loader(self):
+        if self._loader is None:
+            remaining = self._order[self.position - self.batch_size :].split(self.batch_size)
+            batches = [b.tolist() for b in remaining if len(b) == self.batch_size]
+            self._loader = iter(
+                torch.utils.data.DataLoader(
+                    self.source,
+                    batch_sampler=batches,
+                    num_workers=self.num_workers,
+                    pin_memory=self.device.type == "cuda",
+                )
+            )
+        return self._loader
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch = int(state["epoch"])
+        self.position = int(state["position"])
+        self._order = self._permutation(self.epoch)
+        self._loader = None

@@ -1,0 +1,1 @@
+"""gankit's builtin plugins. Each module is one plugin, written only against gankit's public API."""

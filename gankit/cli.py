@@ -1,0 +1,244 @@
+"""The ``gankit`` command line: parses flags, calls the Python API, prints with rich.
+
+torch is imported only inside the commands that need it, so ``gankit --help`` stays instant.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from gankit import __version__
+from gankit.errors import GankitError
+
+
+class OneLineErrors(TyperGroup):
+    """Every error ends as one ``Error: ...`` line and a non-zero exit, never a traceback or a box."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            code = result if isinstance(result, int) else 0
+        except GankitError as error:
+            code = _error(str(error), 1)
+        except click.exceptions.NoArgsIsHelpError as error:
+            click.echo(error.ctx.get_help() if error.ctx else str(error))
+            code = 2
+        except click.ClickException as error:
+            code = _error(error.format_message(), error.exit_code)
+        except click.Abort:
+            code = _error("aborted", 130)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def _error(message: str, code: int) -> int:
+    first_line = " ".join(message.strip().split())
+    click.echo(f"Error: {first_line}", err=True)
+    return code
+
+
+app = typer.Typer(
+    cls=OneLineErrors,
+    help="Train GANs from plugins: architectures, losses, regularizers and data sources.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"gankit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = None,
+) -> None:
+    """Train GANs from plugins: architectures, losses, regularizers and data sources."""
+
+
+# -- gankit run --------------------------------------------------------------------------------------
+
+
+@app.command()
+def run(
+    arch: Annotated[Optional[str], typer.Option(help="Architecture, e.g. dcgan or dcgan:width=32.")] = None,
+    loss: Annotated[Optional[str], typer.Option(help="Loss, e.g. bce.")] = None,
+    reg: Annotated[Optional[list[str]], typer.Option(help="Regularizer; repeat to combine.")] = None,
+    data: Annotated[Optional[str], typer.Option(help="Data source, e.g. digits (embedded) or anime.")] = None,
+    data_root: Annotated[Optional[str], typer.Option(help="Folder the data source reads from.")] = None,
+    image_size: Annotated[Optional[int], typer.Option(help="Image size in pixels (default: the data's own).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Examples per batch.")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Generator updates to train.")] = None,
+    d_steps: Annotated[Optional[int], typer.Option(help="Discriminator updates per generator update.")] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help="adam, rmsprop or sgd (default: the loss's choice).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate of both networks (default: the loss's).")] = None,
+    lr_d: Annotated[Optional[float], typer.Option(help="Discriminator learning rate (overrides --lr).")] = None,
+    lr_g: Annotated[Optional[float], typer.Option(help="Generator learning rate (overrides --lr).")] = None,
+    betas: Annotated[Optional[str], typer.Option(help="Adam betas, e.g. '0.5,0.999'.")] = None,
+    z_dim: Annotated[Optional[int], typer.Option(help="Noise dimension.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed: same seed, same device, same result.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
+    sample_every: Annotated[Optional[int], typer.Option(help="Write a sample grid every N steps.")] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option(help="Write a checkpoint every N steps.")] = None,
+    log_every: Annotated[Optional[int], typer.Option(help="Log averaged metrics every N steps.")] = None,
+    out: Annotated[Optional[str], typer.Option(help="Run directory (default: runs/<time>-<arch>-<loss>).")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="TOML file with the same keys as these flags.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace the run already in --out.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Train a GAN and write a run directory (config, metrics, samples, checkpoints)."""
+    from gankit.config import RunConfig
+
+    flags = {
+        "arch": arch, "loss": loss, "reg": reg, "data": data, "data_root": data_root, "image_size": image_size,
+        "batch_size": batch_size, "steps": steps, "d_steps": d_steps, "optimizer": optimizer, "lr": lr,
+        "lr_d": lr_d, "lr_g": lr_g, "betas": betas, "z_dim": z_dim, "seed": seed, "device": device,
+        "sample_every": sample_every, "checkpoint_every": checkpoint_every, "log_every": log_every, "out": out,
+    }
+    run_config = RunConfig.from_sources(config, flags)
+    out_dir = Path(run_config.out) if run_config.out else _default_out(run_config)
+    _refuse_existing_run(out_dir, overwrite)
+
+    from gankit.engine import Trainer
+
+    display = ProgressDisplay(enabled=not quiet)
+    trainer = Trainer(run_config, listeners=[display])
+    with display:
+        trainer.train(out_dir)
+    typer.echo(f"Run written to {out_dir}")
+
+
+def _default_out(config) -> Path:
+    from gankit.options import parse_spec
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{stamp}-{parse_spec(config.arch).name}-{parse_spec(config.loss).name}"
+
+
+def _refuse_existing_run(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise GankitError(f"--out {out_dir} is a file, not a folder")
+    holds_run = (out_dir / "config.toml").exists() or (out_dir / "checkpoints").exists()
+    if holds_run and not overwrite:
+        raise GankitError(f"{out_dir} already holds a run; choose another --out, or pass --overwrite to replace it")
+    if holds_run:
+        import shutil
+
+        for name in ("checkpoints", "samples"):
+            shutil.rmtree(out_dir / name, ignore_errors=True)
+        for name in ("config.toml", "metrics.jsonl"):
+            (out_dir / name).unlink(missing_ok=True)
+
+
+class ProgressDisplay:
+    """A rich progress bar fed by the engine's events: step, losses, img/s."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.progress = None
+        self.task = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def __call__(self, event) -> None:
+        if not self.enabled:
+            return
+        if event.name == "start":
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
+                TimeElapsedColumn(), TimeRemainingColumn(), transient=False,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=event.data["total"], completed=event.step, stats="")
+            self.progress.console.print(f"device {event.data['device']}, writing {event.data['out']}")
+        elif event.name == "log" and self.progress is not None:
+            data = event.data
+            shown = [f"D {data['d_loss']:.3f}", f"G {data['g_loss']:.3f}"]
+            if "wasserstein" in data:
+                shown.append(f"W {data['wasserstein']:.3f}")
+            if data.get("img_per_s"):
+                shown.append(f"{data['img_per_s']:.0f} img/s")
+            self.progress.update(self.task, completed=event.step, stats="  ".join(shown))
+        elif event.name == "end" and self.progress is not None:
+            self.progress.update(self.task, completed=event.step)
+
+
+# -- gankit list-plugins -----------------------------------------------------------------------------
+
+
+@app.command("list-plugins")
+def list_plugins(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List plugins: version, source (builtin or entry point), what each provides, status."""
+    from gankit.registry import default_registry
+
+    registry = default_registry()
+    infos = list(registry.plugins.infos.values())
+    if as_json:
+        typer.echo(json.dumps([info.as_dict() for info in infos], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="gankit plugins")
+    for column in ("plugin", "version", "source", "provides", "status"):
+        table.add_column(column)
+    for info in infos:
+        provides = "\n".join(f"{kind}: {', '.join(names)}" for kind, names in info.provides.items())
+        status = "[green]ok[/]" if info.status == "ok" else f"[red]{info.status}[/]"
+        if info.error:
+            status += f": {info.error}"
+        table.add_row(info.name, info.version, info.source, provides or "-", status)
+    Console().print(table)
+
+
+# -- gankit sample -----------------------------------------------------------------------------------
+
+
+@app.command()
+def sample(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file, or a run folder (its newest checkpoint).")],
+    n: Annotated[int, typer.Option("-n", "--count", help="Number of samples.")] = 64,
+    out: Annotated[Path, typer.Option(help="Output PNG grid.")] = Path("samples.png"),
+    seed: Annotated[int, typer.Option(help="Noise seed.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
+) -> None:
+    """Write a grid of samples from a checkpoint's generator."""
+    from gankit.engine import resolve_device
+    from gankit.inference import sample as draw
+    from gankit.samples import save_grid
+
+    images = draw(checkpoint, n, seed=seed, device=str(resolve_device(device)))
+    if images.dim() != 4:
+        raise GankitError(f"the checkpoint generates data of shape {tuple(images.shape[1:])}, not images")
+    save_grid(images, out)
+    typer.echo(f"Wrote {n} samples to {out}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""The component interfaces that plugins implement: losses, regularizers and data sources.
+
+Architectures are plain factories returning ``(generator, discriminator)`` torch modules, so they have no
+base class here. This module never imports torch, so plugins can be listed without it.
+
+Every component may carry ``recommended``: a mapping of run settings (keys of :class:`gankit.config.RunConfig`,
+such as ``optimizer``, ``lr``, ``betas`` or ``d_steps``) that the engine applies unless the user set them.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar, Mapping
+
+
+class Loss:
+    """An adversarial loss over raw discriminator scores (no sigmoid in the network: the loss owns the link)."""
+
+    recommended: ClassVar[Mapping[str, Any]] = {}
+
+    def discriminator_loss(self, real_scores, fake_scores):
+        """Scalar loss the discriminator minimises, from scores of shape ``(N,)`` on real and fake data."""
+        raise NotImplementedError
+
+    def generator_loss(self, fake_scores):
+        """Scalar loss the generator minimises, from the discriminator's scores on fake data."""
+        raise NotImplementedError
+
+    def statistics(self, real_scores, fake_scores) -> dict:
+        """Extra scalar tensors to log each step, e.g. ``{"wasserstein": ...}``. Called without gradients."""
+        return {}
+
+
+class Regularizer:
+    """Constrains the discriminator. Every method is optional; the engine calls them at fixed points."""
+
+    recommended: ClassVar[Mapping[str, Any]] = {}
+
+    def check(self, *, generator, discriminator, loss) -> None:
+        """Raise ``GankitError`` before training when this regularizer cannot work with these components."""
+
+    def prepare(self, *, generator, discriminator) -> None:
+        """Modify the networks in place once, before the optimizers are built (e.g. spectral norm)."""
+
+    def penalty(self, *, discriminator, real, fake, real_scores, fake_scores, step: int):
+        """Return a scalar added to the discriminator loss, or ``None``. ``fake`` is detached."""
+        return None
+
+    def after_discriminator_step(self, *, discriminator) -> None:
+        """Act on the discriminator right after each optimizer step (e.g. weight clipping)."""
+
+
+class DataSource:
+    """A dataset of training examples in [-1, 1] with a known shape, e.g. ``(3, 96, 96)`` or ``(2,)``.
+
+    Implement ``__len__`` and ``__getitem__`` (returning one float tensor), or ``tensor()`` when the whole
+    dataset fits in memory: the engine then draws batches by index from it, with no per-item Python work.
+    """
+
+    shape: tuple[int, ...] = ()
+    recommended: ClassVar[Mapping[str, Any]] = {}
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int):
+        raise NotImplementedError
+
+    def tensor(self):
+        """The whole dataset as one tensor ``(N, *shape)``: uint8 in [0, 255] (images) or float in [-1, 1].
+
+        Return ``None`` (the default) to be read item by item through a DataLoader instead.
+        """
+        return None

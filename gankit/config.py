@@ -1,0 +1,197 @@
+"""RunConfig: the one resolved description of a run, from defaults, component recommendations, a TOML
+file and command-line flags (in increasing priority)."""
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from gankit.errors import GankitError
+
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+
+
+@dataclass
+class RunConfig:
+    """Every setting of a training run. Field names are the TOML keys; flags use ``-`` for ``_``."""
+
+    arch: str = "dcgan"
+    loss: str = "bce"
+    reg: list[str] = field(default_factory=list)
+    data: str = "digits"
+    data_root: str | None = None
+    image_size: int | None = None  # None: the data source's own size
+    batch_size: int = 64
+    steps: int = 1000  # generator updates
+    d_steps: int = 1  # discriminator updates per generator update
+    optimizer: str = "adam"
+    lr: float = 2e-4
+    lr_d: float | None = None  # None: lr
+    lr_g: float | None = None  # None: lr
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    z_dim: int = 100
+    seed: int = 0
+    device: str = "auto"
+    sample_every: int = 100
+    checkpoint_every: int = 500
+    log_every: int = 10
+    out: str | None = None
+    # Keys set explicitly by the user (file or flags); recommendations never override these.
+    user_set: set[str] = field(default_factory=set, repr=False, compare=False)
+
+    # -- construction ----------------------------------------------------------------------------
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls) if f.name != "user_set"]
+
+    @classmethod
+    def from_sources(cls, file: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> RunConfig:
+        """Defaults, then the TOML file, then ``overrides`` (flags; ``None`` values mean unset)."""
+        config = cls()
+        if file is not None:
+            config.update(read_toml(file), source=str(file))
+        if overrides:
+            config.update({k: v for k, v in overrides.items() if v is not None and v != []}, source="flags")
+        config.validate()
+        return config
+
+    def update(self, values: Mapping[str, Any], *, source: str, user: bool = True) -> None:
+        """Set keys from a mapping, checking names and types; ``user`` marks them as set by the user."""
+        fields = {f.name: f for f in dataclasses.fields(self) if f.name != "user_set"}
+        for raw_key, value in values.items():
+            key = raw_key.replace("-", "_")
+            if key not in fields:
+                close = _close(key, fields)
+                raise GankitError(f"unknown config key {raw_key!r} in {source}{close}")
+            setattr(self, key, _coerce(key, fields[key].type, value, source))
+            if user:
+                self.user_set.add(key)
+
+    def recommend(self, values: Mapping[str, Any], *, source: str) -> list[str]:
+        """Apply recommended settings for keys the user did not set; returns the keys applied."""
+        applied = [k for k in values if k.replace("-", "_") not in self.user_set]
+        self.update({k: values[k] for k in applied}, source=source, user=False)
+        return applied
+
+    def validate(self) -> None:
+        for key in ("batch_size", "steps", "d_steps", "z_dim", "sample_every", "checkpoint_every", "log_every"):
+            if getattr(self, key) <= 0:
+                raise GankitError(f"{key.replace('_', '-')} must be positive, got {getattr(self, key)}")
+        if self.image_size is not None and self.image_size <= 0:
+            raise GankitError(f"image-size must be positive, got {self.image_size}")
+        for key in ("lr", "lr_d", "lr_g"):
+            value = getattr(self, key)
+            if value is not None and not value > 0:
+                raise GankitError(f"{key.replace('_', '-')} must be positive, got {value}")
+        if self.optimizer not in OPTIMIZERS:
+            raise GankitError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise GankitError(f"betas must be two numbers in [0, 1), got {self.betas}")
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            raise GankitError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.seed < 0:
+            raise GankitError(f"seed must be non-negative, got {self.seed}")
+
+    # -- output ----------------------------------------------------------------------------------
+
+    def as_dict(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in self.keys()}
+
+    def to_toml(self) -> str:
+        lines = ["# gankit run configuration (resolved: flags, config file, recommendations, defaults)"]
+        for key, value in self.as_dict().items():
+            if value is None:
+                lines.append(f"# {key} = (unset)")
+            else:
+                lines.append(f"{key} = {_toml_value(value)}")
+        return "\n".join(lines) + "\n"
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise GankitError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise GankitError(f"config file is a directory: {path}") from None
+    except PermissionError:
+        raise GankitError(f"config file is not readable: {path}") from None
+    except UnicodeDecodeError:
+        raise GankitError(f"config file is not UTF-8 text: {path}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise GankitError(f"config file {path} is not valid TOML: {error}") from None
+    # A [run] table is accepted as well as top-level keys.
+    if set(data) == {"run"} and isinstance(data["run"], dict):
+        data = data["run"]
+    return data
+
+
+def _close(key: str, fields: Iterable[str]) -> str:
+    import difflib
+
+    match = difflib.get_close_matches(key, list(fields), n=1)
+    return f"; did you mean {match[0].replace('_', '-')!r}?" if match else ""
+
+
+def _coerce(key: str, annotation: str, value: Any, source: str) -> Any:
+    """Check and convert a value against the field's annotation (a string, as annotations are postponed)."""
+    optional = "None" in annotation
+    base = annotation.replace("| None", "").strip()
+    label = key.replace("_", "-")
+    if value is None:
+        if optional:
+            return None
+        raise GankitError(f"{label} cannot be empty (in {source})")
+    if base == "list[str]":
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return list(value)
+    elif base == "list[float]":
+        if isinstance(value, str):
+            try:
+                value = [float(v) for v in value.replace(",", " ").split()]
+            except ValueError:
+                raise GankitError(f"{label} must be numbers, got {value!r} (in {source})") from None
+        if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            return [float(v) for v in value]
+    elif base == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+            return int(value)
+    elif base == "float":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif base == "str":
+        if isinstance(value, str):
+            return value
+    elif base == "bool":
+        if isinstance(value, bool):
+            return value
+    else:  # pragma: no cover - a field with a type this function does not know
+        return value
+    raise GankitError(f"{label} must be {base}, got {value!r} (in {source})")
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")

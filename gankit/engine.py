@@ -1,0 +1,358 @@
+"""The training loop. It knows the component interfaces, never a component's name.
+
+``Trainer(config).train()`` builds everything from the registry, then alternates discriminator and
+generator updates. One step, top to bottom:
+
+    for each of d_steps:   real batch, fresh noise z, fake = G(z)
+                           D loss on (D(real), D(fake.detach())) + regularizer penalties; D update
+    generator update:      the last fake batch again (same noise), D frozen: G loss on D(fake); G update
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from gankit import __version__
+from gankit.batches import BatchStream
+from gankit.checkpoint import (
+    checkpoint_name,
+    list_checkpoints,
+    optimizer_state,
+    prefixed,
+    save_checkpoint,
+)
+from gankit.components import DataSource, Loss, Regularizer
+from gankit.config import RunConfig
+from gankit.errors import GankitError
+from gankit.registry import Registry, default_registry
+from gankit.samples import save_grid
+
+SAMPLE_COUNT = 64
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise GankitError("--device cuda was asked for, but no CUDA device is available (use --device cpu)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise GankitError("--device mps was asked for, but MPS is not available (use --device cpu)")
+    return device
+
+
+def make_optimizer(name: str, parameters, *, lr: float, betas) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam(parameters, lr=lr, betas=tuple(betas))
+    if name == "rmsprop":
+        return torch.optim.RMSprop(parameters, lr=lr)
+    if name == "sgd":
+        return torch.optim.SGD(parameters, lr=lr)
+    raise GankitError(f"unknown optimizer {name!r}")
+
+
+@dataclass
+class Event:
+    """Something that happened during a run, for listeners (progress display, loggers)."""
+
+    name: str  # "start", "log", "sample", "checkpoint", "end"
+    step: int
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+Listener = Callable[[Event], None]
+
+
+class MetricsLog:
+    """Appends one JSON object per logged interval to ``metrics.jsonl``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __call__(self, event: Event) -> None:
+        if event.name == "log":
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"step": event.step, **event.data}) + "\n")
+
+
+class Trainer:
+    """Builds a GAN from a RunConfig and trains it, writing a run directory."""
+
+    def __init__(self, config: RunConfig, *, registry: Registry | None = None, listeners: list[Listener] = ()) -> None:
+        self.config = config
+        self.registry = registry or default_registry()
+        self.listeners: list[Listener] = list(listeners)
+        self.step = 0
+        self.out: Path | None = None
+        self._build()
+
+    # -- building --------------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        config = self.config
+        registry = self.registry
+        data = registry.build("data", config.data, root=config.data_root, image_size=config.image_size, seed=config.seed)
+        self.source: DataSource = data.value
+        shape = tuple(int(s) for s in getattr(self.source, "shape", ()))
+        if not shape:
+            raise GankitError(f"data source {data.component.name!r} does not declare its shape")
+        self.shape = shape
+        data_recommended = dict(getattr(self.source, "recommended", {}) or {})
+        config.recommend(data_recommended, source=f"data {data.component.name!r}")
+
+        loss = registry.build("loss", config.loss)
+        if not isinstance(loss.value, Loss):
+            raise GankitError(f"loss {loss.component.qualified_name!r} did not build a gankit.components.Loss")
+        self.loss: Loss = loss.value
+        regularizers = [registry.build("regularizer", spec) for spec in config.reg]
+        for built in regularizers:
+            if not isinstance(built.value, Regularizer):
+                raise GankitError(
+                    f"regularizer {built.component.qualified_name!r} did not build a gankit.components.Regularizer"
+                )
+        self.regularizers: list[Regularizer] = [built.value for built in regularizers]
+        # Recommendations: the data source's recipe wins over the regularizers', which win over the loss's.
+        protected = set(data_recommended)
+        for built in [loss, *regularizers]:
+            values = {k: v for k, v in (built.value.recommended or {}).items() if k not in protected}
+            config.recommend(values, source=f"{built.component.kind} {built.component.name!r}")
+        config.validate()
+
+        self.device = resolve_device(config.device)
+        seed_everything(config.seed)
+        arch = registry.build("architecture", config.arch, shape=shape, z_dim=config.z_dim)
+        networks = arch.value
+        if not (isinstance(networks, tuple) and len(networks) == 2 and all(isinstance(n, nn.Module) for n in networks)):
+            raise GankitError(
+                f"architecture {arch.component.qualified_name!r} must return (generator, discriminator) "
+                f"torch modules, got {type(networks).__name__}"
+            )
+        self.generator, self.discriminator = networks
+        for regularizer in self.regularizers:
+            regularizer.check(generator=self.generator, discriminator=self.discriminator, loss=self.loss)
+            regularizer.prepare(generator=self.generator, discriminator=self.discriminator)
+        self.generator.to(self.device)
+        self.discriminator.to(self.device)
+        self._check_shapes(arch.component.qualified_name)
+
+        # Record the resolved specs (with converted options) in the config written to the run.
+        config.arch, config.loss, config.data = arch.spec, loss.spec, data.spec
+        config.reg = [built.spec for built in regularizers]
+        if config.image_size is None and len(shape) == 3:
+            config.image_size = shape[-1]
+        self.components = {
+            "architecture": arch.component,
+            "loss": loss.component,
+            "data": data.component,
+            **{f"regularizer.{i}": b.component for i, b in enumerate(regularizers)},
+        }
+
+        self.optimizer_d = make_optimizer(
+            config.optimizer, self.discriminator.parameters(), lr=config.lr_d or config.lr, betas=config.betas
+        )
+        self.optimizer_g = make_optimizer(
+            config.optimizer, self.generator.parameters(), lr=config.lr_g or config.lr, betas=config.betas
+        )
+        self.batches = BatchStream(self.source, config.batch_size, seed=config.seed, device=self.device)
+        # Separate generators keep the noise stream and the fixed sample noise independent of the networks.
+        self.noise = torch.Generator(device=self.device).manual_seed(config.seed)
+        fixed = torch.Generator().manual_seed(config.seed + 1)
+        self.fixed_noise = torch.randn(SAMPLE_COUNT, config.z_dim, generator=fixed).to(self.device)
+
+    def _check_shapes(self, name: str) -> None:
+        # A dry run in eval mode on zeros: catches a wrong architecture before any training, changes nothing.
+        self.generator.eval()
+        self.discriminator.eval()
+        try:
+            with torch.no_grad():
+                fake = self.generator(torch.zeros(2, self.config.z_dim, device=self.device))
+                if tuple(fake.shape) != (2, *self.shape):
+                    raise GankitError(
+                        f"architecture {name!r} generates shape {tuple(fake.shape[1:])}, the data has {self.shape}"
+                    )
+                scores = self.discriminator(fake)
+                if tuple(scores.shape) != (2,):
+                    raise GankitError(
+                        f"architecture {name!r}: the discriminator must return one raw score per example "
+                        f"(shape (N,)), got {tuple(scores.shape)}"
+                    )
+        except GankitError:
+            raise
+        except Exception as error:
+            raise GankitError(f"architecture {name!r} cannot process data of shape {self.shape}: {error}") from None
+        finally:
+            self.generator.train()
+            self.discriminator.train()
+
+    # -- training --------------------------------------------------------------------------------
+
+    def d_steps_at(self, step: int) -> int:
+        """Discriminator updates before generator update number ``step`` (0-based)."""
+        return self.config.d_steps
+
+    def train_step(self, step: int) -> dict[str, torch.Tensor]:
+        """One generator update and its discriminator updates; returns detached statistics (no host sync)."""
+        config, G, D = self.config, self.generator, self.discriminator
+        d_steps = self.d_steps_at(step)
+        for d_step in range(d_steps):
+            real = self.batches.next()
+            z = torch.randn(real.shape[0], config.z_dim, device=self.device, generator=self.noise)
+            last = d_step == d_steps - 1
+            # Only the last fake batch is reused by the generator update; earlier ones need no graph.
+            with torch.set_grad_enabled(last):
+                fake = G(z)
+            real_scores = D(real)
+            fake_scores = D(fake.detach())
+            d_loss = self.loss.discriminator_loss(real_scores, fake_scores)
+            for regularizer in self.regularizers:
+                penalty = regularizer.penalty(
+                    discriminator=D, real=real, fake=fake.detach(), real_scores=real_scores,
+                    fake_scores=fake_scores, step=step,
+                )
+                if penalty is not None:
+                    d_loss = d_loss + penalty
+            self.optimizer_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.optimizer_d.step()
+            for regularizer in self.regularizers:
+                regularizer.after_discriminator_step(discriminator=D)
+
+        # Generator update on the same noise; D's weights are frozen so no gradient is computed for them.
+        D.requires_grad_(False)
+        g_loss = self.loss.generator_loss(D(fake))
+        self.optimizer_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.optimizer_g.step()
+        D.requires_grad_(True)
+
+        with torch.no_grad():
+            stats = {
+                "d_loss": d_loss.detach(),
+                "g_loss": g_loss.detach(),
+                "score_real": real_scores.detach().mean(),
+                "score_fake": fake_scores.detach().mean(),
+            }
+            stats.update({k: v.detach() for k, v in self.loss.statistics(real_scores.detach(), fake_scores.detach()).items()})
+        return stats
+
+    def train(self, out: str | Path) -> Path:
+        """Train ``config.steps`` generator updates, writing the run directory ``out``; returns it."""
+        config = self.config
+        self.out = Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.toml").write_text(config.to_toml(), encoding="utf-8")
+        self.listeners.insert(0, MetricsLog(self.out / "metrics.jsonl"))
+        self._emit("start", {"total": config.steps, "out": str(self.out), "device": str(self.device)})
+
+        totals: dict[str, torch.Tensor] = {}
+        count = 0
+        interval_start = time.perf_counter()
+        images = 0
+        while self.step < config.steps:
+            images += config.batch_size * self.d_steps_at(self.step)
+            stats = self.train_step(self.step)
+            for key, value in stats.items():
+                totals[key] = totals[key] + value if key in totals else value.clone()
+            count += 1
+            self.step += 1
+            last = self.step == config.steps
+            checkpoint_due = self.step % config.checkpoint_every == 0 or last
+            if self.step % config.log_every == 0 or checkpoint_due:
+                elapsed = time.perf_counter() - interval_start
+                # One host sync per logged interval, not per step.
+                record = {key: round(float(value) / count, 6) for key, value in totals.items()}
+                record["img_per_s"] = round(images / elapsed, 2) if elapsed > 0 else None
+                self._emit("log", record)
+                totals, count, images = {}, 0, 0
+                interval_start = time.perf_counter()
+            if self.step % config.sample_every == 0 or last:
+                self._emit("sample", {"path": str(self.write_samples())})
+            if checkpoint_due:
+                self._emit("checkpoint", {"path": str(self.write_checkpoint())})
+        self._emit("end", {"out": str(self.out)})
+        return self.out
+
+    # -- outputs ---------------------------------------------------------------------------------
+
+    def generate(self, noise: torch.Tensor) -> torch.Tensor:
+        """Samples from the generator in eval mode (normalisation uses running statistics)."""
+        was_training = self.generator.training
+        self.generator.eval()
+        try:
+            with torch.no_grad():
+                return self.generator(noise)
+        finally:
+            self.generator.train(was_training)
+
+    def write_samples(self) -> Path:
+        samples = self.generate(self.fixed_noise)
+        path = self.out / "samples" / f"step-{self.step:07d}.png"
+        if samples.dim() == 4:
+            return save_grid(samples, path, nrow=8)
+        path = path.with_suffix(".pt.json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(samples.cpu().tolist()))
+        return path
+
+    def checkpoint_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors = {
+            **prefixed("generator", self.generator.state_dict()),
+            **prefixed("discriminator", self.discriminator.state_dict()),
+            "rng.torch": torch.get_rng_state(),
+            "rng.noise": self.noise.get_state(),
+        }
+        optimizers = {}
+        for name, optimizer in (("optimizer_d", self.optimizer_d), ("optimizer_g", self.optimizer_g)):
+            opt_tensors, document = optimizer_state(name, optimizer.state_dict())
+            tensors.update(opt_tensors)
+            optimizers[name] = document
+        if torch.cuda.is_available():
+            for index, state in enumerate(torch.cuda.get_rng_state_all()):
+                tensors[f"rng.cuda.{index}"] = state
+        metadata = {
+            "gankit_version": __version__,
+            "step": self.step,
+            "shape": list(self.shape),
+            "z_dim": self.config.z_dim,
+            "config": self.config.as_dict(),
+            "components": {
+                key: {"name": c.name, "plugin": c.plugin, "version": self._plugin_version(c.plugin)}
+                for key, c in self.components.items()
+            },
+            "optimizers": optimizers,
+            "batches": self.batches.state_dict(),
+            "rng_python": _python_rng_state(),
+        }
+        return tensors, metadata
+
+    def _plugin_version(self, plugin: str) -> str:
+        info = self.registry.plugins.infos.get(plugin)
+        return info.version if info else "?"
+
+    def write_checkpoint(self) -> Path:
+        tensors, metadata = self.checkpoint_tensors()
+        folder = self.out / "checkpoints"
+        path = save_checkpoint(folder / checkpoint_name(self.step), tensors, metadata)
+        return path
+
+    def _emit(self, name: str, data: dict[str, Any]) -> None:
+        event = Event(name, self.step, data)
+        for listener in self.listeners:
+            listener(event)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _python_rng_state() -> list:
+    version, state, gauss = random.getstate()
+    return [version, list(state), gauss]

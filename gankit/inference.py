@@ -1,0 +1,58 @@
+"""Using a trained generator: rebuild it from a checkpoint and draw samples."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from gankit.checkpoint import find_checkpoint, load_checkpoint, unprefixed
+from gankit.errors import GankitError
+from gankit.registry import Registry, default_registry
+
+
+def load_generator(path: str | Path, *, registry: Registry | None = None, device: str = "cpu"):
+    """The generator of a checkpoint (a file, or a run folder's newest), in eval mode, and its metadata."""
+    registry = registry or default_registry()
+    path = find_checkpoint(path)
+    tensors, metadata = load_checkpoint(path)
+    try:
+        spec = metadata["config"]["arch"]
+        shape = tuple(metadata["shape"])
+        z_dim = int(metadata["z_dim"])
+    except (KeyError, TypeError, ValueError):
+        raise GankitError(f"checkpoint {path} lacks the architecture, shape or z_dim in its metadata") from None
+    generator, _ = registry.build("architecture", spec, shape=shape, z_dim=z_dim).value
+    load_state(generator, unprefixed("generator", tensors), f"generator of {path}")
+    generator.to(device).eval()
+    return generator, metadata
+
+
+def load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """Load a state dict strictly, turning a mismatch into one line that names the difference."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
+        if unexpected:
+            parts.append(f"unexpected {', '.join(unexpected[:3])}{' ...' if len(unexpected) > 3 else ''}")
+        raise GankitError(f"{what} does not match the architecture: {'; '.join(parts)}")
+    for name, tensor in state.items():
+        if tuple(own[name].shape) != tuple(tensor.shape):
+            raise GankitError(
+                f"{what} does not match the architecture: {name} has shape {tuple(tensor.shape)} "
+                f"in the checkpoint, {tuple(own[name].shape)} in the network"
+            )
+    module.load_state_dict(state)
+
+
+def sample(path: str | Path, count: int, *, seed: int = 0, device: str = "cpu", registry: Registry | None = None):
+    """``count`` samples from a checkpoint's generator, as a CPU tensor ``(count, *shape)``."""
+    if count <= 0:
+        raise GankitError(f"the number of samples must be positive, got {count}")
+    generator, metadata = load_generator(path, registry=registry, device=device)
+    noise = torch.randn(count, int(metadata["z_dim"]), generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        return generator(noise.to(device)).cpu()

@@ -1,0 +1,173 @@
+"""Name -> component lookup, built by calling every plugin's registration hooks.
+
+Each hook implementation is called on its own, so a plugin whose hook raises is marked failed and the
+others still register. Names are case-insensitive with ``-`` equal to ``_``; a name two plugins register
+stays reachable as ``plugin:name``, and the bare name is an error listing both.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from gankit.errors import GankitError
+from gankit.options import Spec, convert_options, format_spec, normalize, parse_spec, signature_parameters
+from gankit.plugins import PluginSet, default_plugins, describe_exception, strict
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of component: its name in messages, the hook that registers it, and its CLI flag."""
+
+    name: str
+    hook: str
+    flag: str
+    # Keyword arguments the engine passes itself; they are not user options.
+    context: tuple[str, ...] = ()
+
+
+KINDS: dict[str, Kind] = {
+    kind.name: kind
+    for kind in (
+        Kind("architecture", "gankit_register_architectures", "--arch", ("shape", "z_dim")),
+        Kind("loss", "gankit_register_losses", "--loss"),
+        Kind("regularizer", "gankit_register_regularizers", "--reg"),
+        Kind("data", "gankit_register_data_sources", "--data", ("root", "image_size", "seed")),
+    )
+}
+
+
+@dataclass
+class Component:
+    """One registered component: which plugin registered it, under which name, with which factory."""
+
+    kind: str
+    name: str
+    factory: Callable
+    plugin: str
+    description: str = ""
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.plugin}:{self.name}"
+
+
+@dataclass
+class Built:
+    """A component built from a spec, with the canonical spec text to record in the run's config."""
+
+    component: Component
+    value: Any
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def spec(self) -> str:
+        return format_spec(self.component.name, self.options)
+
+
+class Registry:
+    def __init__(self, plugins: PluginSet) -> None:
+        self.plugins = plugins
+        self.components: dict[str, list[Component]] = {kind: [] for kind in KINDS}
+        for kind in KINDS.values():
+            self._collect(kind)
+
+    def _collect(self, kind: Kind) -> None:
+        for plugin_name, function in self.plugins.hook_implementations(kind.hook):
+            collected: list[Component] = []
+
+            def register(name, factory, *, description="", aliases=(), _into=collected, _plugin=plugin_name):
+                if not isinstance(name, str) or not name.strip():
+                    raise GankitError(f"register() needs a non-empty name, got {name!r}")
+                if not callable(factory):
+                    raise GankitError(f"{kind.name} {name!r}: factory must be a class or callable, got {factory!r}")
+                if isinstance(aliases, str):
+                    aliases = (aliases,)
+                _into.append(
+                    Component(kind.name, normalize(name), factory, _plugin, description, tuple(map(normalize, aliases)))
+                )
+
+            try:
+                function(register=register)
+            except Exception as error:
+                if strict():
+                    raise
+                self.plugins.mark_failed(plugin_name, f"{kind.hook} raised {describe_exception(error)}")
+                continue
+            info = self.plugins.infos.get(plugin_name)
+            if info is not None and info.status != "ok":
+                continue
+            self.components[kind.name].extend(collected)
+            if info is not None:
+                info.provides.setdefault(kind.name, []).extend(c.name for c in collected)
+
+    # -- lookup ----------------------------------------------------------------------------------
+
+    def names(self, kind: str) -> list[str]:
+        return sorted({c.name for c in self.components[kind]})
+
+    def get(self, kind: str, name: str) -> Component:
+        spec = parse_spec(name)
+        if spec.options:
+            raise GankitError(f"{name!r}: options are not allowed here")
+        return self._find(kind, spec)
+
+    def _find(self, kind: str, spec: Spec) -> Component:
+        wanted = normalize(spec.name)
+        candidates = [c for c in self.components[kind] if c.name == wanted]
+        if not candidates:
+            candidates = [c for c in self.components[kind] if wanted in c.aliases]
+        if spec.plugin is not None:
+            candidates = [c for c in candidates if normalize(c.plugin) == normalize(spec.plugin)]
+        if len(candidates) == 1:
+            return candidates[0]
+        flag = KINDS[kind].flag
+        if not candidates:
+            known = self.names(kind) + sorted({a for c in self.components[kind] for a in c.aliases})
+            where = f" from plugin {spec.plugin!r}" if spec.plugin else ""
+            message = f"unknown {kind} {spec.name!r}{where} for {flag}"
+            close = difflib.get_close_matches(wanted, known, n=1)
+            if close:
+                message += f"; did you mean {close[0]!r}?"
+            message += f" (available: {', '.join(self.names(kind)) or 'none'})"
+            raise GankitError(message)
+        choices = ", ".join(c.qualified_name for c in candidates)
+        raise GankitError(f"{kind} {spec.name!r} is provided by several plugins; choose one of: {choices}")
+
+    def resolve(self, kind: str, text: str) -> tuple[Component, dict[str, Any]]:
+        """Find the component a spec names and convert its options to the factory's types."""
+        spec = parse_spec(text)
+        component = self._find(kind, spec)
+        options = convert_options(
+            f"{kind} {component.name!r}", component.factory, spec.options, set(KINDS[kind].context)
+        )
+        return component, options
+
+    def build(self, kind: str, text: str, **context: Any) -> Built:
+        """Build a component from a spec; context (e.g. ``shape``) goes to factories that accept it."""
+        component, options = self.resolve(kind, text)
+        params, takes_kwargs = signature_parameters(component.factory)
+        passed = {k: v for k, v in context.items() if takes_kwargs or k in params}
+        try:
+            value = component.factory(**passed, **options)
+        except GankitError:
+            raise
+        except Exception as error:
+            if strict():
+                raise
+            raise GankitError(
+                f"{kind} {component.qualified_name!r} failed to build: {describe_exception(error)}"
+            ) from error
+        return Built(component, value, options)
+
+
+_default: Registry | None = None
+
+
+def default_registry() -> Registry:
+    """The registry over the process-wide plugin set, built once."""
+    global _default
+    if _default is None or _default.plugins is not default_plugins():
+        _default = Registry(default_plugins())
+    return _default
