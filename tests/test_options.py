@@ -1,0 +1,48 @@
+"""Component specs on the command line: ``[plugin:]name[:key=value,...]`` with typed options."""
+from __future__ import annotations
+
+import pytest
+
+from gankit.errors import GankitError
+from gankit.options import convert_options, format_spec, parse_spec
+
+
+def test_parse_name_plugin_and_options():
+    assert parse_spec("dcgan").name == "dcgan"
+    spec = parse_spec("myplugin:clip")
+    assert (spec.plugin, spec.name, spec.options) == ("myplugin", "clip", {})
+    spec = parse_spec("clip:value=0.02")
+    assert (spec.plugin, spec.name, spec.options) == (None, "clip", {"value": "0.02"})
+    spec = parse_spec("p:dcgan:width=8,norm=layer")
+    assert (spec.plugin, spec.name, spec.options) == ("p", "dcgan", {"width": "8", "norm": "layer"})
+
+
+@pytest.mark.parametrize("text", ["", "a:b:c", "dcgan:width"])
+def test_malformed_specs(text):
+    with pytest.raises(GankitError):
+        parse_spec(text if text != "dcgan:width" else "dcgan:width=8,oops")
+
+
+def factory(*, shape, z_dim, width: int = 64, scale: float = 1.0, norm: str = "batch", flag: bool = False):
+    return None
+
+
+def test_options_are_converted_to_the_factory_types():
+    options = convert_options("architecture 'x'", factory, {"width": "8", "scale": "2", "flag": "yes"}, {"shape", "z_dim"})
+    assert options == {"width": 8, "scale": 2.0, "flag": True}
+    assert format_spec("x", options) == "x:width=8,scale=2.0,flag=true"
+
+
+def test_unknown_option_lists_the_valid_ones_but_not_engine_context():
+    with pytest.raises(GankitError) as info:
+        convert_options("architecture 'x'", factory, {"depth": "3"}, {"shape", "z_dim"})
+    message = str(info.value)
+    assert "no option 'depth'" in message and "width (int) = 64" in message and "norm (str)" in message
+    assert "shape" not in message
+    with pytest.raises(GankitError, match="no option 'shape'"):
+        convert_options("architecture 'x'", factory, {"shape": "3"}, {"shape", "z_dim"})
+
+
+def test_wrong_type_is_an_error():
+    with pytest.raises(GankitError, match="option 'width' must be int, got 'wide'"):
+        convert_options("architecture 'x'", factory, {"width": "wide"}, set())
