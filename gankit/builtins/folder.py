@@ -1,0 +1,315 @@
+"""The ``folder`` data source: any folder of images, searched recursively, decoded once into the image cache.
+
+Also the machinery other image sources build on (``anime``, ``celeba``): finding image files without following
+symlink loops, decoding any image Pillow reads (CMYK, palette, alpha, 16-bit, grayscale, huge) to RGB or
+grayscale at one size, and skipping what cannot be decoded, with one warning that counts the skips.
+Nothing in the user's folder is ever written: the cache lives in the cache folder.
+"""
+from __future__ import annotations
+
+import os
+import re
+import stat
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+
+import gankit
+from gankit.components import DataSource
+from gankit.errors import GankitError, GankitWarning
+from gankit.imagecache import ImageFile, UnusableImage, load_images
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
+DEFAULT_IMAGE_SIZE = 64
+# How many skipped files a warning names before "and N more".
+NAMED_SKIPS = 3
+# Below this many files a build takes about a second: no progress bar.
+_PROGRESS_THRESHOLD = 500
+# Bump when read_image's output changes for the same file and settings (part of the cache key).
+DECODER_VERSION = 1
+
+
+# -- finding files ---------------------------------------------------------------------------------------
+
+
+def natural_key(name: str):
+    """``2.jpg`` before ``10.jpg``: numbered files (the article's ``faces/N.jpg``) keep their numeric order."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)], name
+
+
+def scan_images(folder: Path, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> tuple[list[ImageFile], list[tuple[str, str]]]:
+    """Image files under ``folder`` (recursively, following symlinks but never a loop), in natural name order,
+    and ``(name, reason)`` for entries that look like images but cannot be read (broken or looping links).
+
+    Hidden files and folders (names starting with ``.``) are ignored.
+    """
+    files: list[ImageFile] = []
+    skipped: list[tuple[str, str]] = []
+    searched: set[tuple[int, int]] = set()
+    pending: list[tuple[Path, str]] = [(folder, "")]
+    while pending:
+        directory, relative = pending.pop()
+        try:
+            info = os.stat(directory)
+            entries = list(os.scandir(directory))
+        except OSError as error:
+            skipped.append((relative or ".", f"unreadable folder ({error.strerror or error})"))
+            continue
+        if (info.st_dev, info.st_ino) in searched:
+            skipped.append((relative, "symlink to a folder already searched (loop)"))
+            continue
+        searched.add((info.st_dev, info.st_ino))
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            name = f"{relative}/{entry.name}" if relative else entry.name
+            try:
+                is_folder = entry.is_dir()  # follows symlinks; a looping link is caught by `searched`
+            except OSError:
+                is_folder = False
+            if is_folder:
+                pending.append((Path(entry.path), name))
+                continue
+            if not entry.name.lower().endswith(tuple(suffixes)):
+                continue
+            try:
+                details = entry.stat()  # follows symlinks
+            except OSError as error:
+                reason = "broken or looping symlink" if entry.is_symlink() else (error.strerror or str(error))
+                skipped.append((name, reason))
+                continue
+            if not stat.S_ISREG(details.st_mode):
+                skipped.append((name, "not a regular file"))
+                continue
+            files.append(ImageFile(Path(entry.path), name, details.st_size, details.st_mtime_ns))
+    files.sort(key=lambda file: natural_key(file.name))
+    return files, skipped
+
+
+def check_folder(root, *, label: str, hint: str) -> Path:
+    """``root`` as a folder, or a one-line error saying what is wrong and ``hint`` (how to point at it)."""
+    folder = Path(root).expanduser()
+    if not folder.exists():
+        raise GankitError(f"{label} data folder {str(folder)!r} not found; {hint}")
+    if not folder.is_dir():
+        raise GankitError(f"{label} data folder {str(folder)!r} is a file, not a folder; {hint}")
+    return folder
+
+
+# -- decoding one image ----------------------------------------------------------------------------------
+
+
+def open_image_file(path: Path):
+    """Open a file for reading (a seam for tests that simulate unreadable files when running as root)."""
+    return open(path, "rb")
+
+
+def read_image(path: Path, *, size: int, channels: int) -> np.ndarray:
+    """One image as uint8 ``(channels, size, size)``: resized so its shorter side is ``size``, centre-cropped.
+
+    Converts CMYK, palette, alpha (composited on white), 16-bit and bilevel images; applies the EXIF
+    orientation; reads the first frame of an animation. Raises :class:`UnusableImage` for what is not an image.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    with open_image_file(path) as handle:
+        if os.fstat(handle.fileno()).st_size == 0:
+            raise UnusableImage("empty file")
+        try:
+            image = Image.open(handle)
+        except UnidentifiedImageError:
+            raise UnusableImage("not an image (unrecognised format)") from None
+        except Image.DecompressionBombError:
+            raise UnusableImage("too large to decode") from None
+        with image:
+            image.seek(0)
+            if image.format == "JPEG":
+                # Decode a big JPEG at 1/2, 1/4 or 1/8 scale (still >= size): much faster, far less memory.
+                image.draft(image.mode, (size, size))
+            width, height = image.size
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit and width * height > limit:
+                raise UnusableImage(f"too large ({width}x{height} pixels)")
+            if width < 1 or height < 1:
+                raise UnusableImage("empty image")
+            image.load()
+            try:
+                image = ImageOps.exif_transpose(image)
+            except Exception:  # a broken EXIF block: keep the pixels as stored
+                pass
+            image = _to_channels(image, channels)
+            image = _fit(image, size)
+            array = np.asarray(image, dtype=np.uint8)
+    array = array[None] if channels == 1 else array.transpose(2, 0, 1)
+    return np.ascontiguousarray(array)
+
+
+def _to_channels(image, channels: int):
+    from PIL import Image
+
+    target = "L" if channels == 1 else "RGB"
+    mode = image.mode
+    if mode.startswith("I") or mode == "F":
+        # 16-bit and 32-bit samples: Pillow's convert("L") clips at 255; scale the range down instead.
+        values = np.asarray(image).astype(np.float64)
+        if mode == "F" and values.size and values.max() <= 1.0:
+            values = values * 255.0
+        elif values.size and values.max() > 255:
+            values = values / 257.0
+        image = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
+        return image.convert(target)
+    has_alpha = "A" in mode or "a" in mode or "transparency" in image.info
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert(target)
+    return image if mode == target else image.convert(target)
+
+
+def _fit(image, size: int):
+    """Resize so the shorter side is ``size`` and crop the centre square: one resize from a source box."""
+    from PIL import Image
+
+    width, height = image.size
+    if (width, height) == (size, size):
+        return image
+    side = min(width, height)
+    left, top = (width - side) / 2, (height - side) / 2
+    return image.resize(
+        (size, size), Image.Resampling.BICUBIC, box=(left, top, left + side, top + side), reducing_gap=3.0
+    )
+
+
+# -- the data sources ------------------------------------------------------------------------------------
+
+
+@contextmanager
+def progress_bar(description: str, total: int) -> Iterator[Optional[callable]]:
+    """A rich progress bar on stderr while the cache is built; nothing when stderr is not a terminal."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if total < _PROGRESS_THRESHOLD or not console.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console, transient=True
+    ) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda done, _total: progress.update(task, completed=done)
+
+
+def describe_skips(label: str, skipped: Sequence[tuple[str, str]], total: int) -> str:
+    """One line: how many files were skipped, naming the first few with their reasons."""
+    named = ", ".join(f"{name} ({reason})" for name, reason in skipped[:NAMED_SKIPS])
+    more = f" and {len(skipped) - NAMED_SKIPS} more" if len(skipped) > NAMED_SKIPS else ""
+    return f"{label}: skipped {len(skipped)} of {total} files that are not usable images: {named}{more}"
+
+
+class ImageFiles(DataSource):
+    """Images from a list of files, decoded once to uint8 ``(channels, size, size)`` and served by index.
+
+    The base of the image-folder sources: subclasses find the files and call :meth:`load`.
+    """
+
+    horizontal_flip = False
+
+    def load(
+        self,
+        folder: Path,
+        files: Sequence[ImageFile],
+        scan_skipped: Sequence[tuple[str, str]] = (),
+        *,
+        label: str,
+        image_size: int,
+        channels: int = 3,
+        flip: bool = False,
+        cache: bool = True,
+        cache_dir=None,
+    ) -> None:
+        if channels not in (1, 3):
+            raise GankitError(f"{label}: channels must be 1 (grayscale) or 3 (RGB), got {channels}")
+        if image_size < 4:
+            raise GankitError(f"{label}: image size must be at least 4 pixels, got {image_size}")
+        if not files and not scan_skipped:
+            suffixes = ", ".join(IMAGE_SUFFIXES)
+            raise GankitError(f"{label} data folder {str(folder)!r} holds no images ({suffixes})")
+        settings = {"decoder": DECODER_VERSION, "size": image_size, "channels": channels}
+        decode = lambda path: read_image(path, size=image_size, channels=channels)  # noqa: E731
+        with progress_bar(f"decoding {label} images (once)", len(files)) as progress:
+            decoded = load_images(
+                files, decode, shape=(channels, image_size, image_size), settings=settings, origin=folder,
+                cache=cache, cache_dir=cache_dir, progress=progress,
+            )
+        skipped = [*scan_skipped, *decoded.skipped]
+        if not decoded.names:
+            first = f"; e.g. {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
+            raise GankitError(
+                f"{label} data folder {str(folder)!r} holds no usable image ({len(skipped)} files skipped{first})"
+            )
+        if skipped:
+            warnings.warn(GankitWarning(describe_skips(label, skipped, len(files) + len(scan_skipped))), stacklevel=3)
+        self.folder = folder
+        self.images = decoded.images
+        self.names = decoded.names
+        self.skipped = skipped
+        self.cache_path = decoded.cache_path
+        self.built_cache = decoded.built and decoded.cache_path is not None
+        self.image_size = image_size
+        self.shape = (channels, image_size, image_size)
+        self.horizontal_flip = bool(flip)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def __getitem__(self, index: int):
+        import torch
+
+        return torch.from_numpy(np.array(self.images[index])).float() / 127.5 - 1.0
+
+    def tensor(self):
+        import torch
+
+        return torch.from_numpy(self.images)
+
+
+class FolderImages(ImageFiles):
+    """Every image under ``root`` (recursively), resized and centre-cropped to ``image_size`` (default 64)."""
+
+    def __init__(
+        self,
+        *,
+        root: str | None = None,
+        image_size: int | None = None,
+        seed: int = 0,
+        cache: bool = True,
+        channels: int = 3,
+        flip: bool = False,
+        cache_dir: str | None = None,
+        limit: int = 0,
+    ) -> None:
+        if root is None:
+            raise GankitError("the folder data source needs --data-root PATH (the folder of images)")
+        folder = check_folder(root, label="folder", hint="point --data-root at a folder of images")
+        files, skipped = scan_images(folder)
+        if limit > 0:
+            files = files[:limit]
+        self.load(
+            folder, files, skipped, label="folder", image_size=image_size or DEFAULT_IMAGE_SIZE, channels=channels,
+            flip=flip, cache=cache, cache_dir=cache_dir,
+        )
+
+
+@gankit.hookimpl
+def gankit_register_data_sources(register):
+    register(
+        "folder",
+        FolderImages,
+        description="Any folder of images (--data-root), recursive; options: channels (1 or 3), flip, cache_dir",
+        aliases=("images",),
+    )
