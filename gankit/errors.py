@@ -3,3 +3,7 @@
 
 class GankitError(Exception):
     """A problem the user can fix (bad flag, missing data, broken plugin...). The CLI prints it as one line."""
+
+
+class GankitWarning(UserWarning):
+    """Something the user should know that does not stop the run (e.g. skipped files). The CLI shows one line."""
