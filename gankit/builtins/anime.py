@@ -29,7 +29,10 @@ class AnimeFaces(ImageFiles):
         files, skipped = scan_images(folder)
         if limit > 0:
             files = files[:limit]
-        self.load(folder, files, skipped, label="anime", image_size=image_size or 96, flip=flip, cache=cache)
+        self.load(
+            folder, files, skipped, label="anime", image_size=image_size or 96, flip=flip, cache=cache,
+            subset=f"first {limit}" if limit > 0 else "",
+        )
 
 
 @gankit.hookimpl

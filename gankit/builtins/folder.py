@@ -231,7 +231,10 @@ class ImageFiles(DataSource):
         flip: bool = False,
         cache: bool = True,
         cache_dir=None,
+        subset: str = "",
     ) -> None:
+        """Decode ``files`` (found under ``folder``) or read them from the cache. ``subset`` names a selection
+        of the folder's files (a split, a limit): each selection keeps its own cache file."""
         if channels not in (1, 3):
             raise GankitError(f"{label}: channels must be 1 (grayscale) or 3 (RGB), got {channels}")
         if image_size < 4:
@@ -239,7 +242,7 @@ class ImageFiles(DataSource):
         if not files and not scan_skipped:
             suffixes = ", ".join(IMAGE_SUFFIXES)
             raise GankitError(f"{label} data folder {str(folder)!r} holds no images ({suffixes})")
-        settings = {"decoder": DECODER_VERSION, "size": image_size, "channels": channels}
+        settings = {"decoder": DECODER_VERSION, "size": image_size, "channels": channels, "subset": subset}
         decode = lambda path: read_image(path, size=image_size, channels=channels)  # noqa: E731
         with progress_bar(f"decoding {label} images (once)", len(files)) as progress:
             decoded = load_images(
@@ -301,7 +304,7 @@ class FolderImages(ImageFiles):
             files = files[:limit]
         self.load(
             folder, files, skipped, label="folder", image_size=image_size or DEFAULT_IMAGE_SIZE, channels=channels,
-            flip=flip, cache=cache, cache_dir=cache_dir,
+            flip=flip, cache=cache, cache_dir=cache_dir, subset=f"first {limit}" if limit > 0 else "",
         )
 
 

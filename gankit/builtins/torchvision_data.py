@@ -176,7 +176,9 @@ class CelebA(ImageFiles):
             missing = sorted(wanted - {file.name for file in files}, key=natural_key)
             if missing:
                 skipped = [*skipped, *((name, "listed in list_eval_partition.txt but missing") for name in missing)]
-        self.load(images, files, skipped, label="celeba", image_size=image_size or 64, flip=flip, cache=cache)
+        self.load(
+            images, files, skipped, label="celeba", image_size=image_size or 64, flip=flip, cache=cache, subset=split
+        )
 
 
 def _partition_names(path: Path, index: int) -> set[str]:
