@@ -1,0 +1,63 @@
+"""Ctrl-C and SIGTERM during training: finish the current step, write a checkpoint, say how to resume.
+
+The first signal only sets a flag that the training loop reads after each step; a second one stops at
+once (KeyboardInterrupt), which is safe because checkpoints are written atomically.
+"""
+from __future__ import annotations
+
+import shlex
+import signal
+import threading
+from pathlib import Path
+
+# The shell's convention for "ended by SIGINT", used for SIGTERM too: the run stopped on request.
+INTERRUPTED_EXIT_CODE = 130
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on a signal after a whole step; ``checkpoint`` holds that step (None if none could be written)."""
+
+    def __init__(self, signal_name: str, step: int, checkpoint: Path | None, run_dir: Path) -> None:
+        self.signal_name = signal_name
+        self.step = step
+        self.checkpoint = checkpoint
+        self.run_dir = run_dir
+        super().__init__(self.message())
+
+    def resume_command(self) -> str:
+        return f"gankit run --resume {shlex.quote(str(self.run_dir))}"
+
+    def message(self) -> str:
+        where = f"checkpoint written to {self.checkpoint}" if self.checkpoint else "no checkpoint could be written"
+        return f"{self.signal_name} received: stopped after step {self.step}, {where}"
+
+
+class StopRequest:
+    """While entered, SIGINT and SIGTERM ask the loop to stop (``requested`` names the signal) instead of killing it.
+
+    Outside the main thread Python cannot install handlers; there the request is never set and the
+    signals keep their usual effect.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for number in self.SIGNALS:
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for number, previous in self._previous.items():
+            # A handler installed from C reads back as None; the default is the closest equivalent.
+            signal.signal(number, previous if previous is not None else signal.SIG_DFL)
+        self._previous.clear()
+
+    def _handle(self, number: int, frame) -> None:
+        if self.requested is not None:  # asked twice: the user does not want to wait for the step
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(number).name
