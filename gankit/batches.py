@@ -41,6 +41,8 @@ class BatchStream:
         self.position = 0
         self._order = self._permutation(0)
         self._loader = None
+        self.flip = bool(getattr(source, "horizontal_flip", False))
+        self._flips: tuple[int, torch.Tensor] | None = None
 
     def _permutation(self, epoch: int) -> torch.Tensor:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
@@ -62,7 +64,18 @@ class BatchStream:
             batch = self.data[indices.to(self.data.device)]
         else:
             batch = next(self._item_loader())
-        return to_unit_range(batch.to(self.device, non_blocking=True))
+        batch = batch.to(self.device, non_blocking=True)
+        if self.flip:
+            batch = self._mirror(batch, indices)
+        return to_unit_range(batch)
+
+    def _mirror(self, batch: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """Mirror examples left-right, each with probability 1/2 per epoch, drawn from the seed (so resumable)."""
+        if self._flips is None or self._flips[0] != self.epoch:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch + 2**40)
+            self._flips = (self.epoch, torch.rand(self.size, generator=generator) < 0.5)
+        chosen = self._flips[1][indices].to(batch.device).view(-1, *([1] * (batch.dim() - 1)))
+        return torch.where(chosen, batch.flip(-1), batch)
 
     def _item_loader(self):
         if self._loader is None:

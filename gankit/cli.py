@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -15,7 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from gankit import __version__
-from gankit.errors import GankitError
+from gankit.errors import GankitError, GankitWarning
 
 
 class OneLineErrors(TyperGroup):
@@ -37,6 +38,17 @@ class OneLineErrors(TyperGroup):
         if standalone_mode:
             sys.exit(code)
         return code
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    """A GankitWarning (e.g. skipped image files) prints as one ``Warning: ...`` line; others as Python prints them."""
+    if issubclass(category, GankitWarning):
+        click.echo(f"Warning: {' '.join(str(message).split())}", err=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
+_python_showwarning = warnings.showwarning
 
 
 def _error(message: str, code: int) -> int:
@@ -67,6 +79,7 @@ def main_callback(
     ] = None,
 ) -> None:
     """Train GANs from plugins: architectures, losses, regularizers and data sources."""
+    warnings.showwarning = _one_line_warning
 
 
 # -- gankit run --------------------------------------------------------------------------------------
@@ -80,6 +93,9 @@ def run(
     data: Annotated[Optional[str], typer.Option(help="Data source, e.g. digits (embedded) or anime.")] = None,
     data_root: Annotated[Optional[str], typer.Option(help="Folder the data source reads from.")] = None,
     image_size: Annotated[Optional[int], typer.Option(help="Image size in pixels (default: the data's own).")] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Decode image folders in memory; neither read nor write the image cache.")
+    ] = False,
     batch_size: Annotated[Optional[int], typer.Option(help="Examples per batch.")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Generator updates to train.")] = None,
     d_steps: Annotated[Optional[int], typer.Option(help="Discriminator updates per generator update.")] = None,
@@ -104,6 +120,7 @@ def run(
 
     flags = {
         "arch": arch, "loss": loss, "reg": reg, "data": data, "data_root": data_root, "image_size": image_size,
+        "data_cache": False if no_cache else None,
         "batch_size": batch_size, "steps": steps, "d_steps": d_steps, "optimizer": optimizer, "lr": lr,
         "lr_d": lr_d, "lr_g": lr_g, "betas": betas, "z_dim": z_dim, "seed": seed, "device": device,
         "sample_every": sample_every, "checkpoint_every": checkpoint_every, "log_every": log_every, "out": out,

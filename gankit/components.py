@@ -57,6 +57,8 @@ class DataSource:
 
     shape: tuple[int, ...] = ()
     recommended: ClassVar[Mapping[str, Any]] = {}
+    # True: the engine mirrors each image left-right with probability 1/2 per epoch (seeded, so resumable).
+    horizontal_flip: bool = False
 
     def __len__(self) -> int:
         raise NotImplementedError

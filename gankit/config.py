@@ -24,6 +24,7 @@ class RunConfig:
     data: str = "digits"
     data_root: str | None = None
     image_size: int | None = None  # None: the data source's own size
+    data_cache: bool = True  # decoded-image cache of image-folder sources (--no-cache: decode in memory)
     batch_size: int = 64
     steps: int = 1000  # generator updates
     d_steps: int = 1  # discriminator updates per generator update

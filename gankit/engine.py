@@ -98,7 +98,10 @@ class Trainer:
     def _build(self) -> None:
         config = self.config
         registry = self.registry
-        data = registry.build("data", config.data, root=config.data_root, image_size=config.image_size, seed=config.seed)
+        data = registry.build(
+            "data", config.data, root=config.data_root, image_size=config.image_size, seed=config.seed,
+            cache=config.data_cache,
+        )
         self.source: DataSource = data.value
         shape = tuple(int(s) for s in getattr(self.source, "shape", ()))
         if not shape:
@@ -127,7 +130,14 @@ class Trainer:
 
         self.device = resolve_device(config.device)
         seed_everything(config.seed)
-        arch = registry.build("architecture", config.arch, shape=shape, z_dim=config.z_dim)
+        registry.resolve("architecture", config.arch)  # an unknown name or option fails with its own message
+        try:
+            arch = registry.build("architecture", config.arch, shape=shape, z_dim=config.z_dim)
+        except GankitError as error:
+            # The factory knows the shape, not where it came from: name both sides of a mismatch.
+            raise GankitError(
+                f"architecture {config.arch!r} for data {data.component.name!r} of shape {shape}: {error}"
+            ) from None
         networks = arch.value
         if not (isinstance(networks, tuple) and len(networks) == 2 and all(isinstance(n, nn.Module) for n in networks)):
             raise GankitError(

@@ -25,6 +25,8 @@ BUILTIN_PLUGINS = (
     "gankit.builtins.losses",
     "gankit.builtins.digits",
     "gankit.builtins.anime",
+    "gankit.builtins.folder",
+    "gankit.builtins.torchvision_data",
 )
 
 

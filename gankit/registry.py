@@ -32,7 +32,7 @@ KINDS: dict[str, Kind] = {
         Kind("architecture", "gankit_register_architectures", "--arch", ("shape", "z_dim")),
         Kind("loss", "gankit_register_losses", "--loss"),
         Kind("regularizer", "gankit_register_regularizers", "--reg"),
-        Kind("data", "gankit_register_data_sources", "--data", ("root", "image_size", "seed")),
+        Kind("data", "gankit_register_data_sources", "--data", ("root", "image_size", "seed", "cache")),
     )
 }
 
