@@ -223,3 +223,24 @@ def test_folder_without_images_is_one_line_error(tmp_path):
     (folder / "notes.txt").write_text("hello")
     with pytest.raises(GankitError, match="holds no images"):
         FolderImages(root=str(folder))
+
+
+def test_cli_reports_skips_as_one_warning_line_and_no_cache_writes_nothing(tmp_path, private_cache):
+    from typer.testing import CliRunner
+
+    from gankit.cli import app
+
+    folder = tmp_path / "few"
+    for index in range(4):
+        write_image(folder / f"{index}.png", color=(index * 60, 0, 0))
+    (folder / "broken.jpg").write_text("not a jpeg")
+    result = CliRunner().invoke(
+        app,
+        ["run", "--data", "folder", "--data-root", str(folder), "--image-size", "16", "--no-cache",
+         "--arch", "dcgan:width=4", "--batch-size", "2", "--steps", "1", "--z-dim", "8", "--device", "cpu",
+         "--out", str(tmp_path / "run"), "--quiet"],
+    )
+    assert result.exit_code == 0, result.output
+    warning_lines = [line for line in result.output.splitlines() if line.startswith("Warning: ")]
+    assert len(warning_lines) == 1 and "skipped 1 of 5 files" in warning_lines[0] and "broken.jpg" in warning_lines[0]
+    assert not (private_cache / "images").exists()
