@@ -20,18 +20,31 @@ class BatchStream:
     Sources that provide ``tensor()`` are indexed directly (one gather per batch, no per-item Python);
     others are read item by item through a DataLoader. ``state_dict()`` records the epoch and position,
     so a resumed run sees exactly the batches the uninterrupted run would have.
+
+    With ``world_size`` processes (distributed training) a global batch is ``world_size * batch_size``
+    consecutive indices of the permutation and process ``rank`` takes the ``rank``-th slice of it, so the
+    ranks read disjoint examples and together exactly the batch one process would read with the global size.
     """
 
-    def __init__(self, source: DataSource, batch_size: int, *, seed: int, device: torch.device, num_workers: int = 0):
+    def __init__(
+        self, source: DataSource, batch_size: int, *, seed: int, device: torch.device, num_workers: int = 0,
+        rank: int = 0, world_size: int = 1,
+    ):
         self.source = source
         self.batch_size = batch_size
+        self.rank = rank
+        self.world_size = world_size
+        self.global_batch_size = batch_size * world_size
         self.seed = seed
         self.device = device
         self.num_workers = num_workers
         self.data = source.tensor()
         self.size = int(self.data.shape[0]) if self.data is not None else len(source)
-        if self.size < batch_size:
-            raise GankitError(f"the data has {self.size} examples, fewer than the batch size {batch_size}")
+        if self.size < self.global_batch_size:
+            raise GankitError(
+                f"the data has {self.size} examples, fewer than the batch size {self.global_batch_size}"
+                + (f" ({world_size} processes x {batch_size})" if world_size > 1 else "")
+            )
         if self.data is not None and device.type == "cuda":
             # Decoded data that fits goes to the GPU once; batches are then gathered there.
             free, _ = torch.cuda.mem_get_info(device)
@@ -50,16 +63,17 @@ class BatchStream:
 
     def __len__(self) -> int:
         """Batches per epoch."""
-        return self.size // self.batch_size
+        return self.size // self.global_batch_size
 
     def next(self) -> torch.Tensor:
-        if self.position + self.batch_size > self.size:
+        if self.position + self.global_batch_size > self.size:
             self.epoch += 1
             self.position = 0
             self._order = self._permutation(self.epoch)
             self._loader = None
-        indices = self._order[self.position : self.position + self.batch_size]
-        self.position += self.batch_size
+        start = self.position + self.rank * self.batch_size
+        indices = self._order[start : start + self.batch_size]
+        self.position += self.global_batch_size
         if self.data is not None:
             batch = self.data[indices.to(self.data.device)]
         else:
@@ -79,8 +93,9 @@ class BatchStream:
 
     def _item_loader(self):
         if self._loader is None:
-            remaining = self._order[self.position - self.batch_size :].split(self.batch_size)
-            batches = [b.tolist() for b in remaining if len(b) == self.batch_size]
+            remaining = self._order[self.position - self.global_batch_size :].split(self.global_batch_size)
+            rank_slices = [b[self.rank * self.batch_size : (self.rank + 1) * self.batch_size] for b in remaining]
+            batches = [b.tolist() for b, whole in zip(rank_slices, remaining) if len(whole) == self.global_batch_size]
             self._loader = iter(
                 torch.utils.data.DataLoader(
                     self.source,
