@@ -176,3 +176,16 @@ def test_real_anime_faces_shapes_range_and_cache_reuse():
     assert torch.equal(second.tensor(), data)
     batch = BatchStream(second, 64, seed=0, device=torch.device("cpu")).next()
     assert tuple(batch.shape) == (64, 3, 96, 96) and batch.dtype == torch.float32
+
+
+def test_photos_are_turned_by_their_exif_orientation(tmp_path):
+    image = Image.new("RGB", (40, 20), RED)
+    image.paste(BLUE, (0, 0, 20, 20))  # stored: blue left, red right
+    exif = image.getexif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise: blue on top, red below
+    (tmp_path / "photo").mkdir()
+    image.save(tmp_path / "photo" / "turned.jpg", exif=exif, quality=95)
+    pixels = FolderImages(root=str(tmp_path / "photo"), image_size=8).images[0]
+    top, bottom = pixels[:, 1, 4], pixels[:, 6, 4]
+    assert top[2] > 200 and top[0] < 60
+    assert bottom[0] > 200 and bottom[2] < 60

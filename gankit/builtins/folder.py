@@ -137,7 +137,7 @@ def read_image(path: Path, *, size: int, channels: int) -> np.ndarray:
                 raise UnusableImage("empty image")
             image.load()
             try:
-                image = ImageOps.exif_transpose(image)
+                ImageOps.exif_transpose(image, in_place=True)
             except Exception:  # a broken EXIF block: keep the pixels as stored
                 pass
             image = _to_channels(image, channels)
