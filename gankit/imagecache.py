@@ -108,6 +108,12 @@ def load_images(
     try:
         folder.mkdir(parents=True, exist_ok=True)
         handle, temp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=folder)
+        try:
+            _reserve(handle, len(files) * int(np.prod(shape)))
+        except OSError:
+            os.close(handle)
+            os.unlink(temp_name)
+            raise
         os.close(handle)
     except OSError as error:
         warnings.warn(
@@ -183,6 +189,12 @@ def _decode_all(files, decode, shape, temp: Optional[Path], progress, workers) -
     else:
         images = rows[:count] if count < total else rows
     return DecodedImages(images=images, names=names, skipped=skipped, cache_path=None, built=True)
+
+
+def _reserve(handle: int, size: int) -> None:
+    """Claim the disk space up front: a memory-mapped write to a full disk kills the process (SIGBUS)."""
+    if size and hasattr(os, "posix_fallocate"):
+        os.posix_fallocate(handle, 0, size)
 
 
 def _reason(error: BaseException) -> str:

@@ -180,3 +180,18 @@ def test_decoder_reasons_become_skips(photos):
     result = load_images(files, decode, shape=(1, 2, 2), settings={}, origin=photos, cache=False)
     assert result.names == ["0.png", "2.png", "4.png"]
     assert result.skipped == [("1.png", "not wanted"), ("3.png", "broken header")]
+
+
+def test_full_disk_warns_and_decodes_in_memory(photos, monkeypatch):
+    import errno
+
+    from gankit import imagecache
+
+    def no_space(handle, size):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(imagecache, "_reserve", no_space)
+    with pytest.warns(GankitWarning, match="No space left on device"):
+        source = folder_images(photos)
+    assert source.cache_path is None and len(source) == 5
+    assert list((Path(os.environ["GANKIT_CACHE_DIR"]) / "images").glob("*")) == []  # no temporary file left
