@@ -1,0 +1,163 @@
+"""Scoring generators with metric plugins: ``gankit eval`` on a checkpoint, and evaluation during training
+(``--eval-every N --metric NAME``), which logs to ``eval.jsonl`` and keeps the best checkpoint."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gankit.components import Metric
+from gankit.errors import GankitError
+from gankit.registry import Built, Registry, default_registry
+
+BEST_CHECKPOINT = "best.safetensors"
+EVAL_LOG = "eval.jsonl"
+
+
+def build_metric(registry: Registry, spec: str, *, shape, data, device: str = "cpu",
+                 weights: str | None = None) -> Built:
+    """Build and check a metric for data of ``shape``; ``weights`` (a file) goes to metrics that take it."""
+    context: dict[str, Any] = {"device": str(device)}
+    if weights is not None:
+        component, options = registry.resolve("metric", spec)
+        from gankit.options import signature_parameters
+
+        params, _ = signature_parameters(component.factory)
+        if "weights" not in params:
+            raise GankitError(f"metric {component.name!r} takes no weights file")
+        if "weights" in options:
+            raise GankitError("weights are given twice: with --weights and in the metric's options")
+        context["weights"] = weights
+    built = registry.build("metric", spec, **context)
+    if not isinstance(built.value, Metric):
+        raise GankitError(f"metric {built.component.qualified_name!r} did not build a gankit.components.Metric")
+    built.value.check(shape=tuple(shape), data=data)
+    return built
+
+
+def draw_samples(generator: torch.nn.Module, z_dim: int, count: int, *, seed: int, device,
+                 batch_size: int = 500) -> torch.Tensor:
+    """``count`` samples on the CPU from fixed noise (``seed``), drawn in batches without gradients."""
+    noise = torch.randn(count, z_dim, generator=torch.Generator().manual_seed(seed))
+    was_training = generator.training
+    generator.eval()
+    try:
+        with torch.no_grad():
+            return torch.cat([generator(batch.to(device)).float().cpu() for batch in noise.split(batch_size)])
+    finally:
+        generator.train(was_training)
+
+
+def score(metric: Metric, generator, z_dim: int, *, data, count: int | None = None, seed: int = 0,
+          device="cpu") -> dict[str, float]:
+    count = count or metric.sample_count
+    if count <= 0:
+        raise GankitError(f"the number of samples must be positive, got {count}")
+    samples = draw_samples(generator, z_dim, count, seed=seed, device=device)
+    values = metric.evaluate(samples, data=data)
+    if metric.key not in values:
+        raise GankitError(f"metric {type(metric).__name__} did not report its headline value {metric.key!r}")
+    return {key: float(value) for key, value in values.items()}
+
+
+def evaluate_checkpoint(path: str | Path, metric_spec: str, *, count: int | None = None, seed: int = 0,
+                        device: str = "cpu", weights: str | None = None, registry: Registry | None = None,
+                        ema: bool = True) -> dict:
+    """Score a checkpoint (a file, or a run folder's newest) with a metric; the EMA generator when it has one.
+
+    The data source is rebuilt from the checkpoint's config, for metrics that compare with the real data.
+    """
+    from gankit.inference import load_generator
+
+    registry = registry or default_registry()
+    generator, metadata = load_generator(path, registry=registry, device=device, ema=ema)
+    config = metadata.get("config", {})
+    data = registry.build(
+        "data", config.get("data", "digits"), root=config.get("data_root"), image_size=config.get("image_size"),
+        seed=config.get("seed", 0),
+    ).value
+    built = build_metric(registry, metric_spec, shape=metadata["shape"], data=data, device=device, weights=weights)
+    metric = built.value
+    values = score(metric, generator, int(metadata["z_dim"]), data=data, count=count, seed=seed, device=device)
+    return {
+        "checkpoint": str(metadata.get("path", path)),
+        "step": metadata.get("step"),
+        "metric": built.spec,
+        "key": metric.key,
+        "higher_is_better": metric.higher_is_better,
+        "samples": count or metric.sample_count,
+        "ema": bool(metadata.get("ema_used")),
+        "values": values,
+    }
+
+
+class TrainingEvaluator:
+    """Scores the trainer's sampling generator (the EMA when on) with fixed noise, appends the result to
+    ``eval.jsonl``, and returns the ``eval`` event's data: the metric's values, flat (so that the checkpoint
+    keeper's ``best_metric`` can name the headline value), plus ``metric``, the spec."""
+
+    def __init__(self, metric: Built, *, count: int | None, seed: int) -> None:
+        self.built = metric
+        self.metric: Metric = metric.value
+        self.count = count or self.metric.sample_count
+        self.seed = seed
+
+    def evaluate(self, trainer) -> dict[str, Any]:
+        values = score(self.metric, trainer.sampling_generator, trainer.config.z_dim, data=trainer.source,
+                       count=self.count, seed=self.seed, device=trainer.device)
+        with (Path(trainer.out) / EVAL_LOG).open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"step": trainer.step, "metric": self.built.spec, **values}) + "\n")
+        return {**values, "metric": self.built.spec}
+
+
+def build_training_evaluator(trainer) -> TrainingEvaluator | None:
+    """The evaluator of ``--eval-every N --metric NAME`` (None when ``eval_every`` is 0).
+
+    Unless the user chose ``best_metric``, the metric's headline value becomes it (with the metric's
+    direction), so ``best.safetensors`` keeps the best evaluated checkpoint.
+    """
+    config = trainer.config
+    if not config.eval_every:
+        return None
+    if not config.metric:
+        raise GankitError("--eval-every needs a metric: add --metric NAME (e.g. modes, swd, digits, fid)")
+    built = build_metric(trainer.registry, config.metric, shape=trainer.shape, data=trainer.source,
+                         device=str(trainer.device))
+    config.metric = built.spec
+    metric = built.value
+    config.recommend(
+        {"best_metric": metric.key, "best_mode": "max" if metric.higher_is_better else "min"},
+        source=f"metric {built.component.name!r}",
+    )
+    return TrainingEvaluator(built, count=config.eval_count, seed=config.seed + 2)
+
+
+def open_loggers(trainer, out) -> list:
+    """Build the run's ``--logger`` plugins for the run folder ``out`` and add them as listeners."""
+    from gankit.components import Logger
+
+    loggers = []
+    for spec in trainer.config.logger:
+        built = trainer.registry.build("logger", spec, out=Path(out))
+        if not isinstance(built.value, Logger):
+            raise GankitError(f"logger {built.component.qualified_name!r} did not build a gankit.components.Logger")
+        loggers.append(built.value)
+        trainer.listeners.append(built.value.handle)
+    return loggers
+
+
+def close_run(trainer, loggers) -> None:
+    """Close the loggers and write the loss plot and the evolution GIF (rank 0, once the run folder exists)."""
+    for logger in loggers:
+        try:
+            logger.close()
+        except Exception:  # one logger failing to flush must not hide the run's own outcome
+            pass
+    out = getattr(trainer, "out", None)
+    if out is not None and Path(out).is_dir() and trainer.distributed.is_main:
+        from gankit.plots import write_run_outputs
+
+        write_run_outputs(out)

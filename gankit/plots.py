@@ -1,0 +1,236 @@
+"""What a run leaves behind besides checkpoints: the loss plot (PNG), the evolution GIF of the sample grids,
+and scatter plots of 2-D samples. Drawn with Pillow (matplotlib is not a dependency)."""
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from PIL import Image, ImageDraw, ImageFont
+
+LOSS_PLOT = "losses.png"
+EVOLUTION_GIF = "evolution.gif"
+# Series drawn in the loss plot, with their colours: discriminator, generator, and the Wasserstein estimate.
+LOSS_SERIES = (("d_loss", (31, 119, 180)), ("g_loss", (255, 127, 14)), ("wasserstein", (44, 160, 44)))
+MAX_GIF_FRAMES = 60
+MAX_GIF_SIDE = 512
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has only the bitmap font
+        return ImageFont.load_default()
+
+
+def _nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
+    if not math.isfinite(low) or not math.isfinite(high):
+        return []
+    if high <= low:
+        high = low + 1.0
+    raw = (high - low) / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    first = math.ceil(low / step) * step
+    ticks = []
+    value = first
+    while value <= high + 1e-12 * abs(high):
+        ticks.append(round(value, 10))
+        value += step
+    return ticks
+
+
+def _label(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def read_metrics(path: Path) -> list[dict]:
+    records = []
+    if not path.is_file():
+        return records
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line cut short by an interruption
+            continue
+        # Rows with an "event" key (e.g. a divergence) are events, not interval averages.
+        if isinstance(record, dict) and isinstance(record.get("step"), (int, float)) and "event" not in record:
+            records.append(record)
+    return records
+
+
+def draw_line_plot(series: Sequence[tuple[str, tuple[int, int, int], list[tuple[float, float]]]], path: Path, *,
+                   title: str, x_label: str = "step", size: tuple[int, int] = (800, 480)) -> Path | None:
+    """Line plot of ``(name, colour, [(x, y), ...])`` series with axes, ticks and a legend; None when empty."""
+    series = [(name, colour, [(x, y) for x, y in points if math.isfinite(x) and math.isfinite(y)])
+              for name, colour, points in series]
+    series = [s for s in series if s[2]]
+    if not series:
+        return None
+    width, height = size
+    left, right, top, bottom = 70, 20, 40, 50
+    xs = [x for _, _, points in series for x, _ in points]
+    ys = [y for _, _, points in series for _, y in points]
+    x_low, x_high = min(xs), max(xs)
+    y_low, y_high = min(ys), max(ys)
+    if x_high == x_low:
+        x_high = x_low + 1
+    if y_high == y_low:
+        y_low, y_high = y_low - 0.5, y_high + 0.5
+    pad = (y_high - y_low) * 0.05
+    y_low, y_high = y_low - pad, y_high + pad
+
+    def to_pixel(x: float, y: float) -> tuple[float, float]:
+        px = left + (x - x_low) / (x_high - x_low) * (width - left - right)
+        py = top + (y_high - y) / (y_high - y_low) * (height - top - bottom)
+        return px, py
+
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    font, small = _font(16), _font(12)
+    draw.text((left, 10), title, fill="black", font=font)
+    for tick in _nice_ticks(y_low, y_high):
+        _, py = to_pixel(x_low, tick)
+        draw.line([(left, py), (width - right, py)], fill=(230, 230, 230))
+        draw.text((left - 6, py), _label(tick), fill="black", font=small, anchor="rm")
+    for tick in _nice_ticks(x_low, x_high):
+        px, _ = to_pixel(tick, y_low)
+        draw.line([(px, top), (px, height - bottom)], fill=(230, 230, 230))
+        draw.text((px, height - bottom + 6), _label(tick), fill="black", font=small, anchor="mt")
+    draw.rectangle([left, top, width - right, height - bottom], outline="black")
+    draw.text(((left + width - right) / 2, height - 18), x_label, fill="black", font=small, anchor="mm")
+    for name, colour, points in series:
+        pixels = [to_pixel(x, y) for x, y in points]
+        if len(pixels) == 1:
+            x, y = pixels[0]
+            draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
+        else:
+            draw.line(pixels, fill=colour, width=2)
+    legend_x, legend_y = width - right - 150, top + 8
+    for index, (name, colour, _) in enumerate(series):
+        y = legend_y + index * 18
+        draw.line([(legend_x, y + 7), (legend_x + 24, y + 7)], fill=colour, width=3)
+        draw.text((legend_x + 30, y), name, fill="black", font=small)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
+def write_loss_plot(run_dir: str | Path) -> Path | None:
+    """``losses.png`` from the run's ``metrics.jsonl``: D and G losses, and the Wasserstein estimate if logged."""
+    run_dir = Path(run_dir)
+    records = read_metrics(run_dir / "metrics.jsonl")
+    series = []
+    for key, colour in LOSS_SERIES:
+        points = [(float(r["step"]), float(r[key])) for r in records if isinstance(r.get(key), (int, float))]
+        series.append((key, colour, points))
+    return draw_line_plot(series, run_dir / LOSS_PLOT, title="losses (averaged per logged interval)")
+
+
+def _step_of(path: Path) -> int:
+    match = re.search(r"(\d+)", path.stem)
+    return int(match.group(1)) if match else 0
+
+
+def write_evolution_gif(frames: Iterable[str | Path], path: str | Path, *, duration_ms: int = 250) -> Path | None:
+    """An animated GIF of sample images (oldest first), each labelled with its step; None without frames.
+
+    At most ``MAX_GIF_FRAMES`` frames (evenly spaced, always the last), scaled to at most ``MAX_GIF_SIDE`` px.
+    """
+    frames = sorted((Path(f) for f in frames), key=_step_of)
+    if not frames:
+        return None
+    if len(frames) > MAX_GIF_FRAMES:
+        keep = {round(i * (len(frames) - 1) / (MAX_GIF_FRAMES - 1)) for i in range(MAX_GIF_FRAMES)}
+        frames = [frame for index, frame in enumerate(frames) if index in keep]
+    font = _font(12)
+    images = []
+    for frame in frames:
+        with Image.open(frame) as opened:
+            image = opened.convert("RGB")
+        scale = min(1.0, MAX_GIF_SIDE / max(image.size))
+        if scale < 1.0:
+            image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)
+        labelled = Image.new("RGB", (image.width, image.height + 18), "white")
+        labelled.paste(image, (0, 0))
+        ImageDraw.Draw(labelled).text((4, image.height + 2), f"step {_step_of(frame)}", fill="black", font=font)
+        images.append(labelled)
+    size = images[0].size
+    images = [im if im.size == size else im.resize(size) for im in images]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
+    return path
+
+
+def write_run_outputs(run_dir: str | Path) -> dict[str, Path]:
+    """The loss plot and the evolution GIF of a run folder (whatever exists so far, e.g. after an interrupt)."""
+    run_dir = Path(run_dir)
+    written = {}
+    loss_plot = write_loss_plot(run_dir)
+    if loss_plot is not None:
+        written["loss_plot"] = loss_plot
+    gif = write_evolution_gif((run_dir / "samples").glob("step-*.png"), run_dir / EVOLUTION_GIF)
+    if gif is not None:
+        written["evolution"] = gif
+    return written
+
+
+def scatter_plot(points, path: str | Path, *, reference=None, bounds: tuple[float, float, float, float] | None = None,
+                 size: int = 400, title: str = "") -> Path:
+    """2-D points (an (N, 2) array) as dots over optional grey ``reference`` points (e.g. real data).
+
+    ``bounds`` (x_min, x_max, y_min, y_max) default to the reference's extent (so frames of a run line up),
+    else the points'; both with a 10% margin.
+    """
+    import numpy as np
+
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    reference_points = None if reference is None else np.asarray(reference, dtype=np.float64).reshape(-1, 2)
+    if bounds is None:
+        basis = reference_points if reference_points is not None and len(reference_points) else points
+        finite = basis[np.isfinite(basis).all(axis=1)]
+        if len(finite) == 0:
+            finite = np.zeros((1, 2))
+        low, high = finite.min(axis=0), finite.max(axis=0)
+        span = np.maximum(high - low, 1e-3)
+        low, high = low - 0.1 * span, high + 0.1 * span
+        bounds = (low[0], high[0], low[1], high[1])
+    x_min, x_max, y_min, y_max = bounds
+    image = Image.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(image)
+
+    def to_pixel(x, y):
+        return (x - x_min) / (x_max - x_min) * (size - 1), (y_max - y) / (y_max - y_min) * (size - 1)
+
+    if reference_points is not None:
+        for x, y in reference_points:
+            px, py = to_pixel(x, y)
+            draw.ellipse([px - 1.5, py - 1.5, px + 1.5, py + 1.5], fill=(200, 200, 200))
+    for x, y in points:
+        if math.isfinite(x) and math.isfinite(y):
+            px, py = to_pixel(x, y)
+            draw.ellipse([px - 1.5, py - 1.5, px + 1.5, py + 1.5], fill=(31, 119, 180))
+    draw.rectangle([0, 0, size - 1, size - 1], outline="black")
+    if title:
+        draw.text((6, 4), title, fill="black", font=_font(12))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
+def write_vector_samples(samples, path: str | Path, *, reference=None) -> Path:
+    """Non-image samples: the raw array as ``.npy``, plus a scatter PNG (returned) for 2-D data."""
+    import numpy as np
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = samples.detach().float().cpu().numpy() if hasattr(samples, "detach") else np.asarray(samples)
+    npy = path.with_suffix(".npy")
+    np.save(npy, array)
+    if array.ndim == 2 and array.shape[1] == 2:
+        return scatter_plot(array, path.with_suffix(".png"), reference=reference, title=path.stem)
+    return npy
