@@ -99,6 +99,18 @@ def run(
     batch_size: Annotated[Optional[int], typer.Option(help="Examples per batch.")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Generator updates to train.")] = None,
     d_steps: Annotated[Optional[int], typer.Option(help="Discriminator updates per generator update.")] = None,
+    d_steps_boost: Annotated[
+        Optional[int], typer.Option(help="Discriminator updates in warm-up and boost steps (WGAN: 100).")
+    ] = None,
+    d_steps_warmup: Annotated[
+        Optional[int], typer.Option(help="First N generator updates get --d-steps-boost (WGAN: 25; 0: off).")
+    ] = None,
+    d_steps_boost_every: Annotated[
+        Optional[int], typer.Option(help="Every Nth generator update gets --d-steps-boost (WGAN: 500; 0: off).")
+    ] = None,
+    generator_noise: Annotated[
+        Optional[str], typer.Option(help="Generator update noise: reuse the last D step's, or fresh.")
+    ] = None,
     optimizer: Annotated[Optional[str], typer.Option(help="adam, rmsprop or sgd (default: the loss's choice).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate of both networks (default: the loss's).")] = None,
     lr_d: Annotated[Optional[float], typer.Option(help="Discriminator learning rate (overrides --lr).")] = None,
@@ -121,7 +133,9 @@ def run(
     flags = {
         "arch": arch, "loss": loss, "reg": reg, "data": data, "data_root": data_root, "image_size": image_size,
         "data_cache": False if no_cache else None,
-        "batch_size": batch_size, "steps": steps, "d_steps": d_steps, "optimizer": optimizer, "lr": lr,
+        "batch_size": batch_size, "steps": steps, "d_steps": d_steps, "d_steps_boost": d_steps_boost,
+        "d_steps_warmup": d_steps_warmup, "d_steps_boost_every": d_steps_boost_every,
+        "generator_noise": generator_noise, "optimizer": optimizer, "lr": lr,
         "lr_d": lr_d, "lr_g": lr_g, "betas": betas, "z_dim": z_dim, "seed": seed, "device": device,
         "sample_every": sample_every, "checkpoint_every": checkpoint_every, "log_every": log_every, "out": out,
     }

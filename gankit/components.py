@@ -28,11 +28,16 @@ class Loss:
         """Extra scalar tensors to log each step, e.g. ``{"wasserstein": ...}``. Called without gradients."""
         return {}
 
+    def check(self, *, config, regularizers) -> None:
+        """Raise ``GankitError`` before training when the config or the regularizers do not suit this loss."""
+
 
 class Regularizer:
     """Constrains the discriminator. Every method is optional; the engine calls them at fixed points."""
 
     recommended: ClassVar[Mapping[str, Any]] = {}
+    # True when the regularizer keeps the discriminator's slope bounded, as a Wasserstein critic needs.
+    lipschitz: ClassVar[bool] = False
 
     def check(self, *, generator, discriminator, loss) -> None:
         """Raise ``GankitError`` before training when this regularizer cannot work with these components."""

@@ -12,6 +12,7 @@ from typing import Any, Iterable, Mapping
 from gankit.errors import GankitError
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
+GENERATOR_NOISE = ("reuse", "fresh")
 
 
 @dataclass
@@ -28,6 +29,14 @@ class RunConfig:
     batch_size: int = 64
     steps: int = 1000  # generator updates
     d_steps: int = 1  # discriminator updates per generator update
+    # Boost steps train the discriminator d_steps_boost times: the first d_steps_warmup generator updates and
+    # every d_steps_boost_every-th one (0: never). The WGAN reference schedule is 100, 25 and 500.
+    d_steps_boost: int = 100
+    d_steps_warmup: int = 0
+    d_steps_boost_every: int = 0
+    # The generator update's noise: "reuse" the last discriminator step's batch (the article's DCGAN) or draw
+    # a "fresh" one (the WGAN reference code).
+    generator_noise: str = "reuse"
     optimizer: str = "adam"
     lr: float = 2e-4
     lr_d: float | None = None  # None: lr
@@ -73,15 +82,27 @@ class RunConfig:
                 self.user_set.add(key)
 
     def recommend(self, values: Mapping[str, Any], *, source: str) -> list[str]:
-        """Apply recommended settings for keys the user did not set; returns the keys applied."""
-        applied = [k for k in values if k.replace("-", "_") not in self.user_set]
+        """Apply recommended settings for keys the user did not set; returns the keys applied.
+
+        A learning rate the user set with ``lr`` also outranks recommended per-network ``lr_d`` and ``lr_g``.
+        """
+        kept = set(self.user_set) | ({"lr_d", "lr_g"} if "lr" in self.user_set else set())
+        applied = [k for k in values if k.replace("-", "_") not in kept]
         self.update({k: values[k] for k in applied}, source=source, user=False)
         return applied
 
     def validate(self) -> None:
-        for key in ("batch_size", "steps", "d_steps", "z_dim", "sample_every", "checkpoint_every", "log_every"):
+        positive = ("batch_size", "steps", "d_steps", "d_steps_boost", "z_dim", "sample_every", "checkpoint_every", "log_every")
+        for key in positive:
             if getattr(self, key) <= 0:
                 raise GankitError(f"{key.replace('_', '-')} must be positive, got {getattr(self, key)}")
+        for key in ("d_steps_warmup", "d_steps_boost_every"):
+            if getattr(self, key) < 0:
+                raise GankitError(f"{key.replace('_', '-')} must be zero (off) or positive, got {getattr(self, key)}")
+        if self.generator_noise not in GENERATOR_NOISE:
+            raise GankitError(
+                f"generator-noise must be one of {', '.join(GENERATOR_NOISE)}, got {self.generator_noise!r}"
+            )
         if self.image_size is not None and self.image_size <= 0:
             raise GankitError(f"image-size must be positive, got {self.image_size}")
         for key in ("lr", "lr_d", "lr_g"):

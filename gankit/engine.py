@@ -3,9 +3,11 @@
 ``Trainer(config).train()`` builds everything from the registry, then alternates discriminator and
 generator updates. One step, top to bottom:
 
-    for each of d_steps:   real batch, fresh noise z, fake = G(z)
-                           D loss on (D(real), D(fake.detach())) + regularizer penalties; D update
-    generator update:      the last fake batch again (same noise), D frozen: G loss on D(fake); G update
+    for each of d_steps_at(step):   real batch, fresh noise z, fake = G(z)
+                                    D loss on (D(real), D(fake.detach())) + regularizer penalties; D update;
+                                    regularizers act after the update (weight clipping)
+    generator update:               the last fake batch again (generator_noise = "reuse", the article's DCGAN)
+                                    or a fresh one ("fresh", the WGAN reference); D frozen: G loss on D(fake)
 """
 from __future__ import annotations
 
@@ -127,6 +129,7 @@ class Trainer:
             values = {k: v for k, v in (built.value.recommended or {}).items() if k not in protected}
             config.recommend(values, source=f"{built.component.kind} {built.component.name!r}")
         config.validate()
+        self.loss.check(config=config, regularizers=self.regularizers)
 
         self.device = resolve_device(config.device)
         seed_everything(config.seed)
@@ -204,19 +207,27 @@ class Trainer:
     # -- training --------------------------------------------------------------------------------
 
     def d_steps_at(self, step: int) -> int:
-        """Discriminator updates before generator update number ``step`` (0-based)."""
-        return self.config.d_steps
+        """Discriminator updates before generator update number ``step`` (0-based).
+
+        ``d_steps``, except in boost steps, which get ``d_steps_boost``: the first ``d_steps_warmup`` generator
+        updates and every ``d_steps_boost_every``-th one (the WGAN reference: 100 for the first 25 and every 500th).
+        """
+        config = self.config
+        warmup = step < config.d_steps_warmup
+        periodic = config.d_steps_boost_every > 0 and step % config.d_steps_boost_every == 0
+        return config.d_steps_boost if warmup or periodic else config.d_steps
 
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
         """One generator update and its discriminator updates; returns detached statistics (no host sync)."""
         config, G, D = self.config, self.generator, self.discriminator
         d_steps = self.d_steps_at(step)
+        fresh_noise = config.generator_noise == "fresh"
         for d_step in range(d_steps):
             real = self.batches.next()
             z = torch.randn(real.shape[0], config.z_dim, device=self.device, generator=self.noise)
-            last = d_step == d_steps - 1
-            # Only the last fake batch is reused by the generator update; earlier ones need no graph.
-            with torch.set_grad_enabled(last):
+            reused = d_step == d_steps - 1 and not fresh_noise
+            # Only a fake batch the generator update reuses needs a graph.
+            with torch.set_grad_enabled(reused):
                 fake = G(z)
             real_scores = D(real)
             fake_scores = D(fake.detach())
@@ -234,7 +245,10 @@ class Trainer:
             for regularizer in self.regularizers:
                 regularizer.after_discriminator_step(discriminator=D)
 
-        # Generator update on the same noise; D's weights are frozen so no gradient is computed for them.
+        if fresh_noise:
+            z = torch.randn(config.batch_size, config.z_dim, device=self.device, generator=self.noise)
+            fake = G(z)
+        # Generator update; D's weights are frozen so no gradient is computed for them.
         D.requires_grad_(False)
         g_loss = self.loss.generator_loss(D(fake))
         self.optimizer_g.zero_grad(set_to_none=True)

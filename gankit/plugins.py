@@ -23,6 +23,8 @@ ENTRY_POINT_GROUP = "gankit"
 BUILTIN_PLUGINS = (
     "gankit.builtins.dcgan",
     "gankit.builtins.losses",
+    "gankit.builtins.regularizers",
+    "gankit.builtins.wgan",
     "gankit.builtins.digits",
     "gankit.builtins.anime",
     "gankit.builtins.folder",

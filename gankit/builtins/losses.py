@@ -1,4 +1,7 @@
-"""Builtin adversarial losses, over raw discriminator scores."""
+"""Builtin adversarial losses over raw discriminator scores: bce, minimax, wasserstein, hinge, least-squares.
+
+Formulas, defaults and papers: docs/losses.md.
+"""
 from __future__ import annotations
 
 import torch
@@ -6,6 +9,7 @@ import torch.nn.functional as F
 
 import gankit
 from gankit.components import Loss
+from gankit.errors import GankitError
 
 
 class BCELoss(Loss):
@@ -30,6 +34,95 @@ class BCELoss(Loss):
         return {"d_x": torch.sigmoid(real_scores).mean(), "d_g_z": torch.sigmoid(fake_scores).mean()}
 
 
+class MinimaxLoss(BCELoss):
+    """The original saturating minimax GAN loss (Goodfellow et al. 2014), kept for comparison.
+
+    The discriminator's loss is BCE's; the generator minimises log(1 - D(G(z))) = -softplus(fake score), whose
+    gradient vanishes exactly when the discriminator rejects the fakes confidently, early in training.
+    """
+
+    def generator_loss(self, fake_scores):
+        return -F.softplus(fake_scores).mean()
+
+
+# The WGAN reference code's critic schedule (Arjovsky et al. 2017): 100 critic updates for each of the first 25
+# generator updates and for every 500th, so the critic is near its optimum when its estimate is trusted.
+WGAN_SCHEDULE = {"d_steps_boost": 100, "d_steps_warmup": 25, "d_steps_boost_every": 500}
+
+
+class WassersteinLoss(Loss):
+    """The WGAN loss (Arjovsky et al. 2017): the critic estimates the Wasserstein-1 distance.
+
+    Critic: mean(D(fake)) - mean(D(real)); generator: -mean(D(fake)). The estimate (logged as ``wasserstein``)
+    is the negated critic loss. It is only meaningful when the critic is kept Lipschitz (``--reg clip``, ``gp``
+    or ``spectral-norm``), so a run without such a regularizer is refused.
+    """
+
+    def __init__(self, *, schedule: bool = True) -> None:
+        # RMSprop at 5e-5, 5 critic updates and fresh generator noise: the reference code's defaults.
+        self.recommended = {"optimizer": "rmsprop", "lr": 5e-5, "d_steps": 5, "generator_noise": "fresh"}
+        if schedule:
+            self.recommended.update(WGAN_SCHEDULE)
+
+    def discriminator_loss(self, real_scores, fake_scores):
+        return fake_scores.mean() - real_scores.mean()
+
+    def generator_loss(self, fake_scores):
+        return -fake_scores.mean()
+
+    def statistics(self, real_scores, fake_scores):
+        return {"wasserstein": real_scores.mean() - fake_scores.mean()}
+
+    def check(self, *, config, regularizers) -> None:
+        if not any(getattr(regularizer, "lipschitz", False) for regularizer in regularizers):
+            raise GankitError(
+                "loss 'wasserstein' needs a Lipschitz critic, or the critic loss diverges: add --reg clip (WGAN), "
+                "--reg gp (WGAN-GP) or --reg spectral-norm"
+            )
+
+
+class HingeLoss(Loss):
+    """The hinge loss of SAGAN and BigGAN (Lim & Ye 2017; Zhang et al. 2019; Brock et al. 2019).
+
+    Discriminator: mean(relu(margin - D(real))) + mean(relu(margin + D(fake))); generator: -mean(D(fake)).
+    """
+
+    # SAGAN's two time-scale Adam settings.
+    recommended = {"optimizer": "adam", "lr_d": 4e-4, "lr_g": 1e-4, "betas": [0.0, 0.9], "d_steps": 1}
+
+    def __init__(self, *, margin: float = 1.0) -> None:
+        if not margin > 0:
+            raise GankitError(f"loss 'hinge' option margin must be positive, got {margin}")
+        self.margin = margin
+
+    def discriminator_loss(self, real_scores, fake_scores):
+        return F.relu(self.margin - real_scores).mean() + F.relu(self.margin + fake_scores).mean()
+
+    def generator_loss(self, fake_scores):
+        return -fake_scores.mean()
+
+
+class LeastSquaresLoss(Loss):
+    """The LSGAN loss (Mao et al. 2017), with the paper's a-b-c coding of the targets.
+
+    Discriminator: 0.5 mean((D(real) - real_label)^2) + 0.5 mean((D(fake) - fake_label)^2);
+    generator: 0.5 mean((D(fake) - generator_target)^2). Defaults 1, 0, 1 (the paper's 0-1 coding).
+    """
+
+    recommended = {"optimizer": "adam", "lr": 2e-4, "betas": [0.5, 0.999], "d_steps": 1}
+
+    def __init__(self, *, real_label: float = 1.0, fake_label: float = 0.0, generator_target: float = 1.0) -> None:
+        if real_label == fake_label:
+            raise GankitError(f"loss 'least-squares': real_label and fake_label must differ, both are {real_label}")
+        self.real_label, self.fake_label, self.generator_target = real_label, fake_label, generator_target
+
+    def discriminator_loss(self, real_scores, fake_scores):
+        return 0.5 * (real_scores - self.real_label).pow(2).mean() + 0.5 * (fake_scores - self.fake_label).pow(2).mean()
+
+    def generator_loss(self, fake_scores):
+        return 0.5 * (fake_scores - self.generator_target).pow(2).mean()
+
+
 @gankit.hookimpl
 def gankit_register_losses(register):
     register(
@@ -37,4 +130,26 @@ def gankit_register_losses(register):
         BCELoss,
         description="BCE on logits, non-saturating generator loss (Goodfellow et al. 2014)",
         aliases=("standard", "non-saturating"),
+    )
+    register(
+        "minimax",
+        MinimaxLoss,
+        description="the original saturating minimax loss (Goodfellow et al. 2014), for comparison",
+        aliases=("saturating",),
+    )
+    register(
+        "wasserstein",
+        WassersteinLoss,
+        description="WGAN critic loss (Arjovsky et al. 2017); needs --reg clip, gp or spectral-norm; option: schedule",
+    )
+    register(
+        "hinge",
+        HingeLoss,
+        description="hinge loss of SAGAN/BigGAN (Lim & Ye 2017); option: margin",
+    )
+    register(
+        "least-squares",
+        LeastSquaresLoss,
+        description="LSGAN (Mao et al. 2017); options: real_label, fake_label, generator_target",
+        aliases=("lsgan",),
     )
