@@ -189,3 +189,21 @@ def test_photos_are_turned_by_their_exif_orientation(tmp_path):
     top, bottom = pixels[:, 1, 4], pixels[:, 6, 4]
     assert top[2] > 200 and top[0] < 60
     assert bottom[0] > 200 and bottom[2] < 60
+
+
+def test_progress_bar_shows_only_on_a_terminal_and_only_once_decoding(monkeypatch):
+    import io
+
+    import rich.console
+
+    from gankit.builtins.folder import progress_bar
+
+    with progress_bar("decoding", 10_000) as update:  # pytest captures stderr: not a terminal
+        assert update is None
+    output = io.StringIO()
+    terminal = rich.console.Console
+    monkeypatch.setattr(rich.console, "Console", lambda **_: terminal(file=output, force_terminal=True, width=80))
+    with progress_bar("decoding", 10_000) as update:
+        assert output.getvalue() == ""  # a reused cache never shows a bar
+        update(5_000, 10_000)
+    assert "decoding" in output.getvalue()

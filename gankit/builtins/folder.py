@@ -188,7 +188,10 @@ def _fit(image, size: int):
 
 @contextmanager
 def progress_bar(description: str, total: int) -> Iterator[Optional[callable]]:
-    """A rich progress bar on stderr while the cache is built; nothing when stderr is not a terminal."""
+    """A rich progress bar on stderr while the cache is built; nothing when stderr is not a terminal.
+
+    The bar starts at the first update, so reading an existing cache shows nothing.
+    """
     from rich.console import Console
 
     console = Console(stderr=True)
@@ -197,11 +200,23 @@ def progress_bar(description: str, total: int) -> Iterator[Optional[callable]]:
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with Progress(
+    progress = Progress(
         TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console, transient=True
-    ) as progress:
-        task = progress.add_task(description, total=total)
-        yield lambda done, _total: progress.update(task, completed=done)
+    )
+    task = None
+
+    def update(done: int, _total: int) -> None:
+        nonlocal task
+        if task is None:
+            progress.start()
+            task = progress.add_task(description, total=total)
+        progress.update(task, completed=done)
+
+    try:
+        yield update
+    finally:
+        if task is not None:
+            progress.stop()
 
 
 def describe_skips(label: str, skipped: Sequence[tuple[str, str]], total: int) -> str:
