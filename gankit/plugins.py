@@ -144,7 +144,8 @@ class PluginSet:
     def hook_implementations(self, hook_name: str) -> Iterable[tuple[str, Any]]:
         """``(plugin name, function)`` for each plugin implementing a hook, in registration order."""
         caller = getattr(self.manager.hook, hook_name)
-        for implementation in reversed(caller.get_hookimpls()):  # pluggy lists last-registered first
+        # get_hookimpls() lists registration order (pluggy *calls* them in reverse, which we never do).
+        for implementation in caller.get_hookimpls():
             yield implementation.plugin_name, implementation.function
 
     def mark_failed(self, plugin_name: str, reason: str) -> None:

@@ -70,6 +70,8 @@ class Registry:
     def __init__(self, plugins: PluginSet) -> None:
         self.plugins = plugins
         self.components: dict[str, list[Component]] = {kind: [] for kind in KINDS}
+        for info in plugins.infos.values():  # a second Registry over the same plugins must not list twice
+            info.provides.clear()
         for kind in KINDS.values():
             self._collect(kind)
 
@@ -84,6 +86,8 @@ class Registry:
                     raise GankitError(f"{kind.name} {name!r}: factory must be a class or callable, got {factory!r}")
                 if isinstance(aliases, str):
                     aliases = (aliases,)
+                if normalize(name) in {c.name for c in _into}:
+                    raise GankitError(f"{kind.name} {normalize(name)!r} is registered twice by this plugin")
                 _into.append(
                     Component(kind.name, normalize(name), factory, _plugin, description, tuple(map(normalize, aliases)))
                 )
@@ -94,6 +98,7 @@ class Registry:
                 if strict():
                     raise
                 self.plugins.mark_failed(plugin_name, f"{kind.hook} raised {describe_exception(error)}")
+                self._forget(plugin_name)
                 continue
             info = self.plugins.infos.get(plugin_name)
             if info is not None and info.status != "ok":
@@ -101,6 +106,14 @@ class Registry:
             self.components[kind.name].extend(collected)
             if info is not None:
                 info.provides.setdefault(kind.name, []).extend(c.name for c in collected)
+
+    def _forget(self, plugin_name: str) -> None:
+        # A failed plugin provides nothing, not even what its earlier hooks registered before one raised.
+        for components in self.components.values():
+            components[:] = [c for c in components if c.plugin != plugin_name]
+        info = self.plugins.infos.get(plugin_name)
+        if info is not None:
+            info.provides.clear()
 
     # -- lookup ----------------------------------------------------------------------------------
 
