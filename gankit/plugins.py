@@ -96,9 +96,11 @@ class PluginSet:
         disabled = _env_names("GANKIT_DISABLE_PLUGINS") or set()
         seen = set()
         for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if entry_point.name in seen:
+            # One distribution can be found twice on sys.path (an editable install plus its egg-info): load it
+            # once. Another module under the same name is not skipped: _load_module reports it as failed.
+            if (entry_point.name, entry_point.value) in seen:
                 continue
-            seen.add(entry_point.name)
+            seen.add((entry_point.name, entry_point.value))
             dist = getattr(entry_point, "dist", None)
             version = getattr(dist, "version", None) or "?"
             info = PluginInfo(

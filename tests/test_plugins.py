@@ -425,3 +425,19 @@ def test_plugin_sets_are_independent():
     second = load_plugins(entry_points=False)
     assert "toys" in first.infos and "toys" not in second.infos
     assert isinstance(first, PluginSet)
+
+
+def test_two_entry_points_with_one_name_are_not_resolved_silently(monkeypatch):
+    first = metadata.EntryPoint(name="twin-plugin", value="gankit.builtins.dcgan", group="gankit")
+    same_again = metadata.EntryPoint(name="twin-plugin", value="gankit.builtins.dcgan", group="gankit")
+    other = metadata.EntryPoint(name="twin-plugin", value="gankit.builtins.losses", group="gankit")
+    monkeypatch.setattr("gankit.plugins.metadata.entry_points", lambda group: [first, same_again, other])
+    plugins = PluginSet()
+    plugins.load_entry_points()
+    # The same module found twice (an editable install seen twice on sys.path) loads once, silently...
+    assert plugins.infos["twin-plugin"].status == "ok"
+    assert plugins.infos["twin-plugin"].module == "gankit.builtins.dcgan"
+    # ...but another module claiming the name is reported, not dropped.
+    (rejected,) = [info for key, info in plugins.infos.items() if key != "twin-plugin"]
+    assert rejected.module == "gankit.builtins.losses"
+    assert rejected.status == "failed" and "already named 'twin-plugin'" in rejected.error
