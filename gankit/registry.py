@@ -60,10 +60,13 @@ class Built:
     component: Component
     value: Any
     options: dict[str, Any] = field(default_factory=dict)
+    # Asked for as ``plugin:name``: recorded so too, or rebuilding the run from its config would be ambiguous.
+    qualified: bool = False
 
     @property
     def spec(self) -> str:
-        return format_spec(self.component.name, self.options)
+        name = self.component.qualified_name if self.qualified else self.component.name
+        return format_spec(name, self.options)
 
 
 class Registry:
@@ -172,7 +175,7 @@ class Registry:
             raise GankitError(
                 f"{kind} {component.qualified_name!r} failed to build: {describe_exception(error)}"
             ) from error
-        return Built(component, value, options)
+        return Built(component, value, options, qualified=parse_spec(text).plugin is not None)
 
 
 _default: Registry | None = None

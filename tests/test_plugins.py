@@ -441,3 +441,12 @@ def test_two_entry_points_with_one_name_are_not_resolved_silently(monkeypatch):
     (rejected,) = [info for key, info in plugins.infos.items() if key != "twin-plugin"]
     assert rejected.module == "gankit.builtins.losses"
     assert rejected.status == "failed" and "already named 'twin-plugin'" in rejected.error
+
+
+def test_a_qualified_name_is_recorded_qualified_so_the_run_can_be_rebuilt():
+    registry = registry_with(("alpha", Registers("twin")), ("beta", Registers("twin")))
+    built = registry.build("architecture", "Beta:TWIN:hidden=4", shape=(2,), z_dim=3)
+    # The run's config.toml records this spec; gankit sample and --resume rebuild from it.
+    assert built.spec == "beta:twin:hidden=4"
+    assert registry.build("architecture", built.spec, shape=(2,), z_dim=3).component.plugin == "beta"
+    assert registry_with(("toys", EveryKind())).build("loss", "toy-loss").spec == "toy-loss"
