@@ -77,3 +77,34 @@ class DataSource:
         Return ``None`` (the default) to be read item by item through a DataLoader instead.
         """
         return None
+
+
+class Metric:
+    """Scores a generator's samples, e.g. mode coverage, a distance to the real data or a classifier's view.
+
+    The engine and ``gankit eval`` draw ``sample_count`` samples (``-n`` overrides it) and call ``evaluate``.
+    ``key`` names the headline value of the result, by which ``--eval-every`` keeps the best checkpoint.
+    """
+
+    key: ClassVar[str] = "score"
+    higher_is_better: ClassVar[bool] = False
+    sample_count: ClassVar[int] = 2500
+
+    def check(self, *, shape, data) -> None:
+        """Raise ``GankitError`` when this metric cannot score samples of ``shape`` from this data source."""
+
+    def evaluate(self, samples, *, data) -> dict:
+        """Scores (plain floats, including ``key``) of ``samples``: a CPU float tensor ``(N, *shape)`` in the
+        data's range ([-1, 1] for images). ``data`` is the run's DataSource, for metrics that compare with it."""
+        raise NotImplementedError
+
+
+class Logger:
+    """Receives the events of a run: ``start``, ``log`` (averaged losses), ``eval``, ``sample``,
+    ``checkpoint`` and ``end``; each has ``name``, ``step`` and a ``data`` dict. Built with the run folder."""
+
+    def handle(self, event) -> None:
+        """React to one event (write a line, a scalar...). Called in the training process, keep it quick."""
+
+    def close(self) -> None:
+        """Flush and release files at the end of the run, also after an interruption."""

@@ -33,3 +33,16 @@ def gankit_register_regularizers(register):
 @hookspec
 def gankit_register_data_sources(register):
     """Register data sources: factories ``(*, root, image_size, seed, **options) -> gankit.components.DataSource``."""
+
+
+# --- evaluation and reporting ------------------------------------------------------------------------
+
+
+@hookspec
+def gankit_register_metrics(register):
+    """Register metrics: factories ``(**options) -> gankit.components.Metric`` (``device`` if they accept it)."""
+
+
+@hookspec
+def gankit_register_loggers(register):
+    """Register loggers: factories ``(*, out, **options) -> gankit.components.Logger`` (``out``: the run folder)."""

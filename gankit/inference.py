@@ -10,8 +10,12 @@ from gankit.errors import GankitError
 from gankit.registry import Registry, default_registry
 
 
-def load_generator(path: str | Path, *, registry: Registry | None = None, device: str = "cpu"):
-    """The generator of a checkpoint (a file, or a run folder's newest), in eval mode, and its metadata."""
+def load_generator(path: str | Path, *, registry: Registry | None = None, device: str = "cpu", ema: bool = True):
+    """The generator of a checkpoint (a file, or a run folder's newest), in eval mode, and its metadata.
+
+    A checkpoint of a run with ``--ema`` holds the averaged generator too; it is used unless ``ema`` is False
+    (``metadata["ema_used"]`` says which weights were loaded).
+    """
     registry = registry or default_registry()
     path = find_checkpoint(path)
     tensors, metadata = load_checkpoint(path)
@@ -22,8 +26,13 @@ def load_generator(path: str | Path, *, registry: Registry | None = None, device
     except (KeyError, TypeError, ValueError):
         raise GankitError(f"checkpoint {path} lacks the architecture, shape or z_dim in its metadata") from None
     generator, _ = registry.build("architecture", spec, shape=shape, z_dim=z_dim).value
-    load_state(generator, unprefixed("generator", tensors), f"generator of {path}")
+    averaged = unprefixed("generator_ema", tensors) if ema else {}
+    if averaged:
+        load_state(generator, averaged, f"EMA generator of {path}")
+    else:
+        load_state(generator, unprefixed("generator", tensors), f"generator of {path}")
     generator.to(device).eval()
+    metadata = {**metadata, "ema_used": bool(averaged), "path": str(path)}
     return generator, metadata
 
 
@@ -48,11 +57,12 @@ def load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], what: st
     module.load_state_dict(state)
 
 
-def sample(path: str | Path, count: int, *, seed: int = 0, device: str = "cpu", registry: Registry | None = None):
+def sample(path: str | Path, count: int, *, seed: int = 0, device: str = "cpu", registry: Registry | None = None,
+           ema: bool = True):
     """``count`` samples from a checkpoint's generator, as a CPU tensor ``(count, *shape)``."""
     if count <= 0:
         raise GankitError(f"the number of samples must be positive, got {count}")
-    generator, metadata = load_generator(path, registry=registry, device=device)
+    generator, metadata = load_generator(path, registry=registry, device=device, ema=ema)
     noise = torch.randn(count, int(metadata["z_dim"]), generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         return generator(noise.to(device)).cpu()

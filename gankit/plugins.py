@@ -29,6 +29,10 @@ BUILTIN_PLUGINS = (
     "gankit.builtins.anime",
     "gankit.builtins.folder",
     "gankit.builtins.torchvision_data",
+    "gankit.builtins.toy2d",
+    "gankit.builtins.mlp",
+    "gankit.builtins.metrics",
+    "gankit.builtins.loggers",
 )
 
 

@@ -33,6 +33,8 @@ KINDS: dict[str, Kind] = {
         Kind("loss", "gankit_register_losses", "--loss"),
         Kind("regularizer", "gankit_register_regularizers", "--reg"),
         Kind("data", "gankit_register_data_sources", "--data", ("root", "image_size", "seed", "cache")),
+        Kind("metric", "gankit_register_metrics", "--metric", ("device",)),
+        Kind("logger", "gankit_register_loggers", "--logger", ("out",)),
     )
 }
 
