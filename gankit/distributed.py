@@ -124,6 +124,18 @@ class Distributed:
         stacked /= self.world_size
         return {key: stacked[index] for index, key in enumerate(keys)}
 
+    def any_rank(self, flag: bool, device: torch.device) -> bool:
+        """True on every rank when ``flag`` is true on any rank: for decisions all ranks must take at the same
+        step (stopping on a signal), since a rank that leaves early leaves the others waiting in a collective.
+        One collective and host sync per call, so call it at logging intervals rather than every step."""
+        if not self.enabled:
+            return flag
+        import torch.distributed as dist
+
+        value = torch.tensor([1.0 if flag else 0.0], device=device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item())
+
 
 def _leave() -> None:
     import torch.distributed as dist

@@ -84,6 +84,8 @@ def worker(out: str) -> None:
     trainer.train(out)
     state = {f"generator.{k}": v for k, v in trainer.generator.state_dict().items()}
     state.update({f"discriminator.{k}": v for k, v in trainer.discriminator.state_dict().items()})
+    # A decision taken on one rank only (rank 1 here) reaches every rank.
+    state["any_rank"] = torch.tensor(trainer.distributed.any_rank(trainer.distributed.rank == 1, trainer.device))
     save_file({k: v.contiguous() for k, v in state.items()}, str(Path(out).parent / f"rank{trainer.distributed.rank}.safetensors"))
 
 
@@ -193,6 +195,7 @@ def test_two_gloo_processes_end_identical_and_equal_to_averaged_gradient_referen
     ranks = run_ranks(out)
     expected = reference_states()
 
+    assert all(bool(state.pop("any_rank")) for state in ranks)
     parameters = [name for name in ranks[0] if "running_" not in name and "num_batches" not in name]
     for name in parameters:
         assert torch.equal(ranks[0][name], ranks[1][name]), f"{name} differs between the ranks"
