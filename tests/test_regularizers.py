@@ -39,7 +39,9 @@ class LinearCritic(nn.Module):
 
 def penalty(regularizer, critic, step: int = 0):
     real, fake = torch.randn(8, 4), torch.randn(8, 4)
-    return regularizer.penalty(discriminator=critic, real=real, fake=fake, real_scores=None, fake_scores=None, step=step)
+    return regularizer.penalty(
+        discriminator=critic, real=real, fake=fake, real_scores=None, fake_scores=None, step=step
+    )
 
 
 def penalty_value(regularizer, critic, step: int = 0) -> float:
@@ -101,7 +103,8 @@ def test_clip_value_option_from_flags_and_toml_goes_into_the_run_config(tiny_run
 
 
 def test_clip_option_errors_list_the_valid_options():
-    with pytest.raises(GankitError, match=r"regularizer 'clip' has no option 'valu'; valid options: value \(float\) = 0.01"):
+    valid = r"regularizer 'clip' has no option 'valu'; valid options: value \(float\) = 0.01"
+    with pytest.raises(GankitError, match=valid):
         build("clip:valu=0.02")
     with pytest.raises(GankitError, match="option 'value' must be float, got 'big'"):
         build("clip:value=big")

@@ -127,7 +127,9 @@ class SpectralNorm(Regularizer):
 
     def __init__(self, *, power_iterations: int = 1) -> None:
         if power_iterations < 1:
-            raise GankitError(f"regularizer 'spectral-norm' option power_iterations must be 1 or more, got {power_iterations}")
+            raise GankitError(
+                f"regularizer 'spectral-norm' option power_iterations must be 1 or more, got {power_iterations}"
+            )
         self.power_iterations = power_iterations
 
     def check(self, *, generator, discriminator, loss) -> None:
