@@ -123,6 +123,13 @@ def run(
     checkpoint_every: Annotated[Optional[int], typer.Option(help="Write a checkpoint every N steps.")] = None,
     log_every: Annotated[Optional[int], typer.Option(help="Log averaged metrics every N steps.")] = None,
     out: Annotated[Optional[str], typer.Option(help="Run directory (default: runs/<time>-<arch>-<loss>).")] = None,
+    precision: Annotated[
+        Optional[str], typer.Option(help="Forward passes in fp32, bf16 (autocast) or fp16 (autocast + GradScaler; CUDA).")
+    ] = None,
+    compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the networks.")] = None,
+    channels_last: Annotated[
+        Optional[bool], typer.Option("--channels-last/--no-channels-last", help="NHWC memory layout for images.")
+    ] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML file with the same keys as these flags.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace the run already in --out.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
@@ -138,6 +145,7 @@ def run(
         "generator_noise": generator_noise, "optimizer": optimizer, "lr": lr,
         "lr_d": lr_d, "lr_g": lr_g, "betas": betas, "z_dim": z_dim, "seed": seed, "device": device,
         "sample_every": sample_every, "checkpoint_every": checkpoint_every, "log_every": log_every, "out": out,
+        "precision": precision, "compile": compile, "channels_last": channels_last,
     }
     run_config = RunConfig.from_sources(config, flags)
     out_dir = Path(run_config.out) if run_config.out else _default_out(run_config)
@@ -149,7 +157,8 @@ def run(
     trainer = Trainer(run_config, listeners=[display])
     with display:
         trainer.train(out_dir)
-    typer.echo(f"Run written to {out_dir}")
+    if trainer.distributed.is_main:
+        typer.echo(f"Run written to {out_dir}")
 
 
 def _default_out(config) -> Path:
@@ -241,6 +250,65 @@ def list_plugins(
         if info.error:
             status += f": {info.error}"
         table.add_row(info.name, info.version, info.source, provides or "-", status)
+    Console().print(table)
+
+
+# -- gankit bench ------------------------------------------------------------------------------------
+
+
+@app.command()
+def bench(
+    arch: Annotated[str, typer.Option(help="Architecture, e.g. dcgan or dcgan:width=32.")] = "dcgan",
+    loss: Annotated[str, typer.Option(help="Loss, e.g. bce.")] = "bce",
+    reg: Annotated[Optional[list[str]], typer.Option(help="Regularizer; repeat to combine.")] = None,
+    image_size: Annotated[int, typer.Option(help="Image size in pixels.")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Examples per batch.")] = 64,
+    steps: Annotated[int, typer.Option(help="Timed training steps (generator updates).")] = 10,
+    warmup: Annotated[int, typer.Option(help="Untimed steps first (allocator, autotuning, compilation).")] = 2,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    data: Annotated[
+        Optional[str], typer.Option(help="Data source to train on and to time alone (default: synthetic images).")
+    ] = None,
+    data_root: Annotated[Optional[str], typer.Option(help="Folder the data source reads from.")] = None,
+    channels: Annotated[int, typer.Option(help="Channels of the synthetic images.")] = 3,
+    precision: Annotated[str, typer.Option(help="fp32, bf16 or fp16 (CUDA).")] = "fp32",
+    compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the networks.")] = False,
+    channels_last: Annotated[
+        bool, typer.Option("--channels-last/--no-channels-last", help="NHWC memory layout for images.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+) -> None:
+    """Time full training steps: img/s, steps/s, achieved GFLOP/s and peak memory (and the data alone with --data)."""
+    from gankit.bench import bench as run_bench
+
+    result = run_bench(
+        arch=arch, loss=loss, reg=reg or [], image_size=image_size, batch_size=batch_size, steps=steps, warmup=warmup,
+        device=device, data=data, data_root=data_root, channels=channels, precision=precision, compile=compile,
+        channels_last=channels_last,
+    )
+    if as_json:
+        typer.echo(json.dumps(result.as_dict()))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"gankit bench: {result.arch}, {result.loss}, {result.image_size}px, batch {result.batch_size}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("device", f"{result.device} ({result.precision}{', compiled' if result.compile else ''}"
+                   f"{', channels_last' if result.channels_last else ''})"),
+        ("img/s", f"{result.img_per_s:,.1f}"),
+        ("steps/s", f"{result.steps_per_s:,.3f}"),
+        ("GFLOP per step (counted)", f"{result.gflop_per_step:,.2f}"),
+        ("achieved GFLOP/s", f"{result.gflop_per_s:,.1f}"),
+        (f"peak memory ({result.peak_memory_kind})", f"{result.peak_memory_mib:,.0f} MiB"),
+        ("timed", f"{result.steps} steps in {result.seconds:.2f} s after {result.warmup} warm-up"),
+    ]
+    if result.data_img_per_s is not None:
+        rows.append((f"data pipeline alone ({result.data})", f"{result.data_img_per_s:,.1f} img/s"))
+    for name, value in rows:
+        table.add_row(name, value)
     Console().print(table)
 
 

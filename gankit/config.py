@@ -13,6 +13,7 @@ from gankit.errors import GankitError
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 GENERATOR_NOISE = ("reuse", "fresh")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -49,6 +50,10 @@ class RunConfig:
     checkpoint_every: int = 500
     log_every: int = 10
     out: str | None = None
+    # Speed settings (docs/performance.md): they change how the step runs, not what it computes.
+    precision: str = "fp32"  # autocast dtype of forward passes: fp32, bf16, or fp16 (with a GradScaler; CUDA)
+    compile: bool = False  # torch.compile the networks
+    channels_last: bool = False  # NHWC memory layout for image networks and batches
     # Keys set explicitly by the user (file or flags); recommendations never override these.
     user_set: set[str] = field(default_factory=set, repr=False, compare=False)
 
@@ -115,6 +120,8 @@ class RunConfig:
             raise GankitError(f"betas must be two numbers in [0, 1), got {self.betas}")
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
             raise GankitError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.precision not in PRECISIONS:
+            raise GankitError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.seed < 0:
             raise GankitError(f"seed must be non-negative, got {self.seed}")
 

@@ -32,7 +32,18 @@ from gankit.checkpoint import (
 )
 from gankit.components import DataSource, Loss, Regularizer
 from gankit.config import RunConfig
+from gankit.distributed import Distributed
 from gankit.errors import GankitError
+from gankit.precision import (
+    autocast,
+    backward_and_step,
+    batch_to_channels_last,
+    check_precision,
+    compile_module,
+    configure_backends,
+    make_grad_scaler,
+    to_channels_last,
+)
 from gankit.registry import Registry, default_registry
 from gankit.samples import save_grid
 
@@ -131,7 +142,11 @@ class Trainer:
         config.validate()
         self.loss.check(config=config, regularizers=self.regularizers)
 
-        self.device = resolve_device(config.device)
+        # Under torchrun each process takes its rank's device and joins the process group.
+        self.distributed = Distributed.from_environment()
+        self.device = self.distributed.device(resolve_device(config.device))
+        check_precision(config.precision, self.device)
+        self.distributed.join(self.device)
         seed_everything(config.seed)
         registry.resolve("architecture", config.arch)  # an unknown name or option fails with its own message
         try:
@@ -173,11 +188,44 @@ class Trainer:
         self.optimizer_g = make_optimizer(
             config.optimizer, self.generator.parameters(), lr=config.lr_g or config.lr, betas=config.betas
         )
-        self.batches = BatchStream(self.source, config.batch_size, seed=config.seed, device=self.device)
+        self.batches = BatchStream(
+            self.source, config.batch_size, seed=config.seed, device=self.device,
+            rank=self.distributed.rank, world_size=self.distributed.world_size,
+        )
         # Separate generators keep the noise stream and the fixed sample noise independent of the networks.
         self.noise = torch.Generator(device=self.device).manual_seed(config.seed)
         fixed = torch.Generator().manual_seed(config.seed + 1)
         self.fixed_noise = torch.randn(SAMPLE_COUNT, config.z_dim, generator=fixed).to(self.device)
+        self._prepare_step_networks()
+
+    def _prepare_step_networks(self) -> None:
+        """The modules and settings the training step runs with: memory layout, DDP, torch.compile, scalers.
+
+        ``self.generator`` and ``self.discriminator`` stay the plain modules (checkpoints, samples); the step
+        modules below wrap them and share their parameters.
+        """
+        config = self.config
+        configure_backends(self.device)
+        self.channels_last = config.channels_last and len(self.shape) == 3
+        if self.channels_last:
+            to_channels_last(self.generator)
+            to_channels_last(self.discriminator)
+        self.step_generator = self.distributed.wrap(self.generator, self.device)
+        self.step_discriminator = self.distributed.wrap(self.discriminator, self.device)
+        # The generator update needs gradients with respect to D's input only, so it calls D outside DDP:
+        # no all-reduce for D's weights, and every rank runs the same backward.
+        self.frozen_discriminator = self.discriminator
+        if config.compile:
+            self.step_generator = compile_module(self.step_generator)
+            self.step_discriminator = compile_module(self.step_discriminator)
+            self.frozen_discriminator = compile_module(self.frozen_discriminator)
+        # One loss scaler per network (fp16 only): their gradients have unrelated magnitudes.
+        self.scaler_d = make_grad_scaler(config.precision, self.device)
+        self.scaler_g = make_grad_scaler(config.precision, self.device)
+
+    def autocast(self):
+        """The precision context of forward passes and losses (nothing for fp32)."""
+        return autocast(self.config.precision, self.device)
 
     def _check_shapes(self, name: str) -> None:
         # A dry run in eval mode on zeros: catches a wrong architecture before any training, changes nothing.
@@ -219,42 +267,46 @@ class Trainer:
 
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
         """One generator update and its discriminator updates; returns detached statistics (no host sync)."""
-        config, G, D = self.config, self.generator, self.discriminator
+        config, G, D = self.config, self.step_generator, self.step_discriminator
         d_steps = self.d_steps_at(step)
         fresh_noise = config.generator_noise == "fresh"
         for d_step in range(d_steps):
             real = self.batches.next()
-            z = torch.randn(real.shape[0], config.z_dim, device=self.device, generator=self.noise)
+            if self.channels_last:
+                real = batch_to_channels_last(real)
+            z = self.distributed.draw_noise(real.shape[0], config.z_dim, device=self.device, generator=self.noise)
             reused = d_step == d_steps - 1 and not fresh_noise
             # Only a fake batch the generator update reuses needs a graph.
-            with torch.set_grad_enabled(reused):
+            with torch.set_grad_enabled(reused), self.autocast():
                 fake = G(z)
-            real_scores = D(real)
-            fake_scores = D(fake.detach())
-            d_loss = self.loss.discriminator_loss(real_scores, fake_scores)
-            for regularizer in self.regularizers:
-                penalty = regularizer.penalty(
-                    discriminator=D, real=real, fake=fake.detach(), real_scores=real_scores,
-                    fake_scores=fake_scores, step=step,
-                )
-                if penalty is not None:
-                    d_loss = d_loss + penalty
+            with self.autocast():
+                real_scores = D(real)
+                fake_scores = D(fake.detach())
+                d_loss = self.loss.discriminator_loss(real_scores, fake_scores)
+                for regularizer in self.regularizers:
+                    # The plain module: penalties may differentiate twice, which DDP and compile do not support.
+                    penalty = regularizer.penalty(
+                        discriminator=self.discriminator, real=real, fake=fake.detach(), real_scores=real_scores,
+                        fake_scores=fake_scores, step=step,
+                    )
+                    if penalty is not None:
+                        d_loss = d_loss + penalty
             self.optimizer_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            self.optimizer_d.step()
+            backward_and_step(d_loss, self.optimizer_d, self.scaler_d)
             for regularizer in self.regularizers:
-                regularizer.after_discriminator_step(discriminator=D)
+                regularizer.after_discriminator_step(discriminator=self.discriminator)
 
         if fresh_noise:
-            z = torch.randn(config.batch_size, config.z_dim, device=self.device, generator=self.noise)
-            fake = G(z)
+            z = self.distributed.draw_noise(config.batch_size, config.z_dim, device=self.device, generator=self.noise)
+            with self.autocast():
+                fake = G(z)
         # Generator update; D's weights are frozen so no gradient is computed for them.
-        D.requires_grad_(False)
-        g_loss = self.loss.generator_loss(D(fake))
+        self.discriminator.requires_grad_(False)
+        with self.autocast():
+            g_loss = self.loss.generator_loss(self.frozen_discriminator(fake))
         self.optimizer_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        self.optimizer_g.step()
-        D.requires_grad_(True)
+        backward_and_step(g_loss, self.optimizer_g, self.scaler_g)
+        self.discriminator.requires_grad_(True)
 
         with torch.no_grad():
             stats = {
@@ -270,8 +322,9 @@ class Trainer:
         """Train ``config.steps`` generator updates, writing the run directory ``out``; returns it."""
         config = self.config
         self.out = Path(out)
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.toml").write_text(config.to_toml(), encoding="utf-8")
+        if self.distributed.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.toml").write_text(config.to_toml(), encoding="utf-8")
         self.listeners.insert(0, MetricsLog(self.out / "metrics.jsonl"))
         self._emit("start", {"total": config.steps, "out": str(self.out), "device": str(self.device)})
 
@@ -280,7 +333,7 @@ class Trainer:
         interval_start = time.perf_counter()
         images = 0
         while self.step < config.steps:
-            images += config.batch_size * self.d_steps_at(self.step)
+            images += config.batch_size * self.distributed.world_size * self.d_steps_at(self.step)
             stats = self.train_step(self.step)
             for key, value in stats.items():
                 totals[key] = totals[key] + value if key in totals else value.clone()
@@ -290,15 +343,17 @@ class Trainer:
             checkpoint_due = self.step % config.checkpoint_every == 0 or last
             if self.step % config.log_every == 0 or checkpoint_due:
                 elapsed = time.perf_counter() - interval_start
-                # One host sync per logged interval, not per step.
+                # One host sync per logged interval, not per step; every rank logs the mean over the ranks.
+                totals = self.distributed.mean_across_ranks(totals)
                 record = {key: round(float(value) / count, 6) for key, value in totals.items()}
                 record["img_per_s"] = round(images / elapsed, 2) if elapsed > 0 else None
                 self._emit("log", record)
                 totals, count, images = {}, 0, 0
                 interval_start = time.perf_counter()
-            if self.step % config.sample_every == 0 or last:
+            # Rank 0 alone writes samples and checkpoints (the weights are the same on every rank).
+            if self.distributed.is_main and (self.step % config.sample_every == 0 or last):
                 self._emit("sample", {"path": str(self.write_samples())})
-            if checkpoint_due:
+            if self.distributed.is_main and checkpoint_due:
                 self._emit("checkpoint", {"path": str(self.write_checkpoint())})
         self._emit("end", {"out": str(self.out)})
         return self.out
@@ -367,6 +422,8 @@ class Trainer:
         return path
 
     def _emit(self, name: str, data: dict[str, Any]) -> None:
+        if not self.distributed.is_main:
+            return  # listeners (metrics log, progress display) run on rank 0 only
         event = Event(name, self.step, data)
         for listener in self.listeners:
             listener(event)
