@@ -252,23 +252,36 @@ def test_batch_size_check_counts_every_process():
         BatchStream(RandomImages(), 12, seed=0, device=torch.device("cpu"), rank=0, world_size=2)
 
 
+def torchrun_gankit(*arguments: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "gankit", "run", *arguments, "--quiet"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
 @pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
                     reason="this torch build has no gloo backend")
-def test_torchrun_runs_gankit_with_rank_zero_writing(tmp_path):
-    out = tmp_path / "run"
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "gankit", "run",
-        "--arch", "dcgan:width=4", "--data", "digits:count=64", "--batch-size", "8", "--steps", "2", "--z-dim", "8",
-        "--sample-every", "2", "--checkpoint-every", "2", "--log-every", "1", "--device", "cpu", "--quiet",
-        "--out", str(out),
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
-    assert result.returncode == 0, result.stdout + result.stderr
+def test_torchrun_runs_gankit_with_rank_zero_writing_and_resumes_exactly(tmp_path):
+    from safetensors.torch import load_file
+
+    settings = ["--arch", "dcgan:width=4", "--data", "digits:count=64", "--batch-size", "8", "--z-dim", "8",
+                "--sample-every", "2", "--checkpoint-every", "2", "--log-every", "1", "--device", "cpu"]
+    stopped, whole = tmp_path / "stopped", tmp_path / "whole"
+    result = torchrun_gankit(*settings, "--steps", "2", "--out", str(stopped))
     assert result.stdout.count("Run written to") == 1
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (stopped / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2]
-    assert [p.name for p in (out / "checkpoints").glob("*.safetensors")] == ["step-0000002.safetensors"]
+    assert [p.name for p in (stopped / "checkpoints").glob("step-*.safetensors")] == ["step-0000002.safetensors"]
+
+    torchrun_gankit("--resume", str(stopped), "--steps", "4")
+    torchrun_gankit(*settings, "--steps", "4", "--out", str(whole))
+    resumed = load_file(str(stopped / "checkpoints" / "step-0000004.safetensors"))
+    uninterrupted = load_file(str(whole / "checkpoints" / "step-0000004.safetensors"))
+    weights = [k for k in uninterrupted if k.startswith(("generator.", "discriminator."))]
+    assert weights and all(torch.equal(resumed[k], uninterrupted[k]) for k in weights)
+    records = [json.loads(line) for line in (stopped / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "event" not in r] == [1, 2, 3, 4]
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:
