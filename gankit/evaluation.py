@@ -77,7 +77,7 @@ def evaluate_checkpoint(path: str | Path, metric_spec: str, *, count: int | None
     config = metadata.get("config", {})
     data = registry.build(
         "data", config.get("data", "digits"), root=config.get("data_root"), image_size=config.get("image_size"),
-        seed=config.get("seed", 0),
+        seed=config.get("seed", 0), cache=config.get("data_cache", True),
     ).value
     built = build_metric(registry, metric_spec, shape=metadata["shape"], data=data, device=device, weights=weights)
     metric = built.value

@@ -367,7 +367,7 @@ CLASSIFIER_DATA_SEED = 1
 
 
 def classifier_path(image_size: int, train_count: int, epochs: int) -> Path:
-    from gankit.builtins.digits import cache_directory
+    from gankit.cache import cache_directory
 
     return cache_directory() / f"digits-classifier-v1-{image_size}px-n{train_count}-e{epochs}.safetensors"
 
