@@ -5,18 +5,27 @@ torch is imported only inside the commands that need it, so ``gankit --help`` st
 from __future__ import annotations
 
 import json
+import os
 import sys
 import warnings
 import time
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 from typer.core import TyperGroup
 
+try:  # newer Typer releases vendor their own copy of click; its exceptions are the ones raised
+    from typer import _click as click
+except ImportError:  # pragma: no cover - Typer releases that use click itself
+    import click
+
 from gankit import __version__
 from gankit.errors import GankitError, GankitWarning
+
+
+# click < 8.2 prints the help itself instead of raising this.
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 class OneLineErrors(TyperGroup):
@@ -28,13 +37,17 @@ class OneLineErrors(TyperGroup):
             code = result if isinstance(result, int) else 0
         except GankitError as error:
             code = _error(str(error), 1)
-        except click.exceptions.NoArgsIsHelpError as error:
-            click.echo(error.ctx.get_help() if error.ctx else str(error))
-            code = 2
+        except _NO_ARGS_IS_HELP:
+            code = 2  # the help has been printed already
         except click.ClickException as error:
             code = _error(error.format_message(), error.exit_code)
-        except click.Abort:
+        except typer.Abort:
             code = _error("aborted", 130)
+        except Exception as error:
+            # A bug, not bad input: still one line, with a way to see the traceback.
+            if os.environ.get("GANKIT_DEBUG"):
+                raise
+            code = _error(f"unexpected {type(error).__name__}: {error} (set GANKIT_DEBUG=1 for the traceback)", 1)
         if standalone_mode:
             sys.exit(code)
         return code
@@ -123,12 +136,34 @@ def run(
     checkpoint_every: Annotated[Optional[int], typer.Option(help="Write a checkpoint every N steps.")] = None,
     log_every: Annotated[Optional[int], typer.Option(help="Log averaged metrics every N steps.")] = None,
     out: Annotated[Optional[str], typer.Option(help="Run directory (default: runs/<time>-<arch>-<loss>).")] = None,
+    ema: Annotated[
+        Optional[float], typer.Option(help="Generator EMA decay, e.g. 0.999; samples and metrics then use the EMA.")
+    ] = None,
+    eval_every: Annotated[
+        Optional[int], typer.Option(help="Evaluate --metric every N steps; keeps the best checkpoint (0: never).")
+    ] = None,
+    metric: Annotated[Optional[str], typer.Option(help="Metric for --eval-every: modes, swd, digits, fid...")] = None,
+    eval_count: Annotated[Optional[int], typer.Option(help="Samples per evaluation (default: the metric's).")] = None,
+    logger: Annotated[
+        Optional[list[str]], typer.Option(help="Extra logger (csv, tensorboard); repeat to combine. JSON lines always.")
+    ] = None,
     precision: Annotated[
         Optional[str], typer.Option(help="Forward passes in fp32, bf16 (autocast) or fp16 (autocast + GradScaler; CUDA).")
     ] = None,
     compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the networks.")] = None,
     channels_last: Annotated[
         Optional[bool], typer.Option("--channels-last/--no-channels-last", help="NHWC memory layout for images.")
+    ] = None,
+    keep_checkpoints: Annotated[
+        Optional[int], typer.Option(help="Keep the newest N step checkpoints (0: all; default 3).")
+    ] = None,
+    on_divergence: Annotated[
+        Optional[str],
+        typer.Option(help="On NaN/Inf (or collapse): stop, or rollback to the last good checkpoint with a lower lr."),
+    ] = None,
+    resume: Annotated[
+        Optional[Path],
+        typer.Option(help="Continue the run in this directory from its newest checkpoint; --steps N extends it."),
     ] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML file with the same keys as these flags.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace the run already in --out.")] = False,
@@ -146,17 +181,35 @@ def run(
         "lr_d": lr_d, "lr_g": lr_g, "betas": betas, "z_dim": z_dim, "seed": seed, "device": device,
         "sample_every": sample_every, "checkpoint_every": checkpoint_every, "log_every": log_every, "out": out,
         "precision": precision, "compile": compile, "channels_last": channels_last,
+        "keep_checkpoints": keep_checkpoints, "on_divergence": on_divergence,
+        "ema": ema, "eval_every": eval_every, "metric": metric, "eval_count": eval_count, "logger": logger,
     }
-    run_config = RunConfig.from_sources(config, flags)
-    out_dir = Path(run_config.out) if run_config.out else _default_out(run_config)
-    _refuse_existing_run(out_dir, overwrite)
-
-    from gankit.engine import Trainer
-
     display = ProgressDisplay(enabled=not quiet)
-    trainer = Trainer(run_config, listeners=[display])
-    with display:
-        trainer.train(out_dir)
+    listeners = [display, _print_divergence]
+    if resume is not None:
+        if config is not None or overwrite:
+            raise GankitError("--resume continues a run with its own config; --config and --overwrite cannot be given with it")
+        from gankit.resume import resume_trainer
+
+        out_dir = resume
+        trainer = resume_trainer(resume, overrides=flags, listeners=listeners)
+    else:
+        run_config = RunConfig.from_sources(config, flags)
+        out_dir = Path(run_config.out) if run_config.out else _default_out(run_config)
+        _refuse_existing_run(out_dir, overwrite)
+
+        from gankit.engine import Trainer
+
+        trainer = Trainer(run_config, listeners=listeners)
+    from gankit.signals import INTERRUPTED_EXIT_CODE, TrainingInterrupted
+
+    try:
+        with display:
+            trainer.train(out_dir)
+    except TrainingInterrupted as stop:
+        typer.echo(f"Interrupted: {stop.message()}", err=True)
+        typer.echo(f"Resume with: {stop.resume_command()}", err=True)
+        raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
     if trainer.distributed.is_main:
         typer.echo(f"Run written to {out_dir}")
 
@@ -168,12 +221,26 @@ def _default_out(config) -> Path:
     return Path("runs") / f"{stamp}-{parse_spec(config.arch).name}-{parse_spec(config.loss).name}"
 
 
+def _print_divergence(event) -> None:
+    """Divergence warnings and rollbacks as one line each (a divergence that stops the run ends as the error)."""
+    if event.name != "divergence" or event.data.get("action") == "stop":
+        return
+    if event.data.get("action") == "rollback":
+        what = f"rolled back to step {event.data.get('to_step')} with learning rates x{event.data.get('lr_factor')}"
+    else:
+        what = "use --on-divergence rollback to roll back automatically"
+    typer.echo(f"Warning: step {event.step}: {event.data.get('detail')}; {what}", err=True)
+
+
 def _refuse_existing_run(out_dir: Path, overwrite: bool) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise GankitError(f"--out {out_dir} is a file, not a folder")
     holds_run = (out_dir / "config.toml").exists() or (out_dir / "checkpoints").exists()
     if holds_run and not overwrite:
-        raise GankitError(f"{out_dir} already holds a run; choose another --out, or pass --overwrite to replace it")
+        raise GankitError(
+            f"{out_dir} already holds a run; continue it with --resume {out_dir}, choose another --out, "
+            "or pass --overwrite to replace it"
+        )
     if holds_run:
         import shutil
 
@@ -319,20 +386,81 @@ def bench(
 def sample(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file, or a run folder (its newest checkpoint).")],
     n: Annotated[int, typer.Option("-n", "--count", help="Number of samples.")] = 64,
-    out: Annotated[Path, typer.Option(help="Output PNG grid.")] = Path("samples.png"),
+    out: Annotated[
+        Path, typer.Option(help="Output file: .png (a grid of images, or a scatter plot of 2-D data) or .npy (raw samples).")
+    ] = Path("samples.png"),
     seed: Annotated[int, typer.Option(help="Noise seed.")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
+    ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Use the EMA generator when the checkpoint has one.")] = True,
 ) -> None:
-    """Write a grid of samples from a checkpoint's generator."""
+    """Write samples from a checkpoint's generator: a PNG grid for images, a .npy array of raw samples for any data."""
     from gankit.engine import resolve_device
     from gankit.inference import sample as draw
-    from gankit.samples import save_grid
 
-    images = draw(checkpoint, n, seed=seed, device=str(resolve_device(device)))
-    if images.dim() != 4:
-        raise GankitError(f"the checkpoint generates data of shape {tuple(images.shape[1:])}, not images")
-    save_grid(images, out)
+    suffix = out.suffix.lower()
+    if suffix not in (".png", ".npy"):
+        raise GankitError(f"--out must end in .png (a picture) or .npy (raw samples), got {out.name!r}")
+    samples = draw(checkpoint, n, seed=seed, device=str(resolve_device(device)), ema=ema)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".npy":
+        import numpy as np
+
+        np.save(out, samples.numpy())
+    elif samples.dim() == 4:
+        from gankit.samples import save_grid
+
+        save_grid(samples, out)
+    elif samples.dim() == 2 and samples.shape[1] == 2:
+        from gankit.plots import scatter_plot
+
+        scatter_plot(samples.numpy(), out, title=f"{n} samples")
+    else:
+        raise GankitError(
+            f"the checkpoint generates data of shape {tuple(samples.shape[1:])}, which has no picture; use --out FILE.npy"
+        )
     typer.echo(f"Wrote {n} samples to {out}")
+
+
+# -- gankit eval -------------------------------------------------------------------------------------
+
+
+@app.command("eval")
+def evaluate(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file, or a run folder (its newest checkpoint).")],
+    metric: Annotated[str, typer.Option(help="Metric: modes, swd, digits, fid, or a plugin's (name:key=value).")],
+    n: Annotated[Optional[int], typer.Option("-n", "--count", help="Samples to score (default: the metric's).")] = None,
+    weights: Annotated[Optional[str], typer.Option(help="Weights file for metrics that need one (fid: Inception v3).")] = None,
+    seed: Annotated[int, typer.Option(help="Noise seed.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
+    ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Use the EMA generator when the checkpoint has one.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Score a checkpoint's generator with a metric."""
+    from gankit.engine import resolve_device
+    from gankit.evaluation import evaluate_checkpoint
+
+    result = evaluate_checkpoint(
+        checkpoint, metric, count=n, seed=seed, device=str(resolve_device(device)), weights=weights, ema=ema
+    )
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    direction = "higher" if result["higher_is_better"] else "lower"
+    console = Console()
+    console.print(
+        f"{result['metric']} of {result['checkpoint']}: step {result['step']}, {result['samples']} samples"
+        f"{' (EMA generator)' if result['ema'] else ''}",
+        highlight=False,
+    )
+    table = Table(caption=f"headline: {result['key']} ({direction} is better)")
+    table.add_column("value")
+    table.add_column("score", justify="right")
+    for key, value in result["values"].items():
+        table.add_row(f"[bold]{key}[/]" if key == result["key"] else key, f"{value:.6g}")
+    console.print(table)
 
 
 def main() -> None:

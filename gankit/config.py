@@ -14,6 +14,7 @@ from gankit.errors import GankitError
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 GENERATOR_NOISE = ("reuse", "fresh")
 PRECISIONS = ("fp32", "bf16", "fp16")
+DIVERGENCE_ACTIONS = ("stop", "rollback")
 
 
 @dataclass
@@ -50,10 +51,25 @@ class RunConfig:
     checkpoint_every: int = 500
     log_every: int = 10
     out: str | None = None
+    # Evaluation and what a run leaves behind (docs/metrics.md).
+    ema: float | None = None  # generator EMA decay, e.g. 0.999 (None: off); samples and metrics then use it
+    eval_every: int = 0  # score the generator with `metric` every N steps (0: never); best.safetensors keeps the best
+    metric: str | None = None  # e.g. "modes", "swd", "digits", "fid:weights=PATH"
+    eval_count: int | None = None  # samples per evaluation (None: the metric's own default)
+    logger: list[str] = field(default_factory=list)  # extra loggers, e.g. "csv", "tensorboard" (JSON lines always)
     # Speed settings (docs/performance.md): they change how the step runs, not what it computes.
     precision: str = "fp32"  # autocast dtype of forward passes: fp32, bf16, or fp16 (with a GradScaler; CUDA)
     compile: bool = False  # torch.compile the networks
     channels_last: bool = False  # NHWC memory layout for image networks and batches
+    # Reliability (docs/reliability.md): checkpoints kept, and the divergence guard.
+    keep_checkpoints: int = 3  # newest step checkpoints kept (0: all); best.safetensors is kept apart
+    best_metric: str | None = None  # a logged value, e.g. "fid": its best checkpoint is kept as best.safetensors
+    best_mode: str = "min"  # "min" or "max": which best_metric values are better
+    on_divergence: str = "stop"  # NaN/Inf: "stop", or "rollback" to the last good checkpoint with a lower lr
+    max_rollbacks: int = 3
+    rollback_lr_factor: float = 0.5  # learning rates are multiplied by this at each rollback
+    collapse_d_loss: float = 0.01  # |d_loss| below this counts as the discriminator winning outright...
+    collapse_steps: int = 500  # ...for this many steps while g_loss climbs: a collapse (0: not checked)
     # Keys set explicitly by the user (file or flags); recommendations never override these.
     user_set: set[str] = field(default_factory=set, repr=False, compare=False)
 
@@ -101,6 +117,12 @@ class RunConfig:
         for key in positive:
             if getattr(self, key) <= 0:
                 raise GankitError(f"{key.replace('_', '-')} must be positive, got {getattr(self, key)}")
+        if self.ema is not None and not 0.0 < self.ema < 1.0:
+            raise GankitError(f"ema must be a decay between 0 and 1 (e.g. 0.999), got {self.ema}")
+        if self.eval_every < 0:
+            raise GankitError(f"eval-every must be zero (off) or positive, got {self.eval_every}")
+        if self.eval_count is not None and self.eval_count <= 0:
+            raise GankitError(f"eval-count must be positive, got {self.eval_count}")
         for key in ("d_steps_warmup", "d_steps_boost_every"):
             if getattr(self, key) < 0:
                 raise GankitError(f"{key.replace('_', '-')} must be zero (off) or positive, got {getattr(self, key)}")
@@ -124,6 +146,25 @@ class RunConfig:
             raise GankitError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.seed < 0:
             raise GankitError(f"seed must be non-negative, got {self.seed}")
+        self._validate_reliability()
+
+    def _validate_reliability(self) -> None:
+        if self.keep_checkpoints < 0:
+            raise GankitError(f"keep-checkpoints must be zero (keep all) or positive, got {self.keep_checkpoints}")
+        if self.best_mode not in ("min", "max"):
+            raise GankitError(f"best-mode must be min or max, got {self.best_mode!r}")
+        if self.on_divergence not in DIVERGENCE_ACTIONS:
+            raise GankitError(
+                f"on-divergence must be one of {', '.join(DIVERGENCE_ACTIONS)}, got {self.on_divergence!r}"
+            )
+        if self.max_rollbacks < 0:
+            raise GankitError(f"max-rollbacks must be zero or positive, got {self.max_rollbacks}")
+        if not 0 < self.rollback_lr_factor <= 1:
+            raise GankitError(f"rollback-lr-factor must be in (0, 1], got {self.rollback_lr_factor}")
+        if self.collapse_d_loss < 0:
+            raise GankitError(f"collapse-d-loss must be zero or positive, got {self.collapse_d_loss}")
+        if self.collapse_steps < 0:
+            raise GankitError(f"collapse-steps must be zero (off) or positive, got {self.collapse_steps}")
 
     # -- output ----------------------------------------------------------------------------------
 

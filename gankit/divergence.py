@@ -112,9 +112,8 @@ class DivergenceGuard:
         if problem.kind == "collapse" and self.action != "rollback":
             trainer._emit("divergence", {**base, "action": "warn", "since": problem.since})
             return False
-        folder = trainer.out / "checkpoints"
-        last_good = list_checkpoints(folder)[-1].name if list_checkpoints(folder) else None
-        keeps = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written yet"
+        written = list_checkpoints(trainer.out / "checkpoints")
+        keeps = f"the last good checkpoint is {written[-1].name}" if written else "no checkpoint was written yet"
         if self.action != "rollback":
             trainer._emit("divergence", {**base, "action": "stop"})
             raise GankitError(

@@ -24,15 +24,18 @@ from torch import nn
 from gankit import __version__
 from gankit.batches import BatchStream
 from gankit.checkpoint import (
-    checkpoint_name,
+    CheckpointKeeper,
     list_checkpoints,
-    optimizer_state,
     prefixed,
-    save_checkpoint,
+    remove_partial_writes,
+    split_state,
+    write_atomic,
 )
 from gankit.components import DataSource, Loss, Regularizer
 from gankit.config import RunConfig
 from gankit.distributed import Distributed
+from gankit.ema import GeneratorEMA
+from gankit.divergence import DivergenceGuard, nonfinite_tensors
 from gankit.errors import GankitError
 from gankit.precision import (
     autocast,
@@ -45,9 +48,13 @@ from gankit.precision import (
     to_channels_last,
 )
 from gankit.registry import Registry, default_registry
+from gankit.evaluation import build_training_evaluator, close_run, open_loggers
+from gankit.plots import write_vector_samples
 from gankit.samples import save_grid
+from gankit.signals import StopRequest, TrainingInterrupted
 
 SAMPLE_COUNT = 64
+VECTOR_SAMPLE_COUNT = 1000  # points per sample plot of vector (e.g. 2-D) data
 
 
 def resolve_device(name: str) -> torch.device:
@@ -93,6 +100,9 @@ class MetricsLog:
         if event.name == "log":
             with self.path.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps({"step": event.step, **event.data}) + "\n")
+        elif event.name == "divergence":  # rows with an "event" key are events, not interval averages
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"step": event.step, "event": event.name, **event.data}) + "\n")
 
 
 class Trainer:
@@ -105,6 +115,19 @@ class Trainer:
         self.step = 0
         self.out: Path | None = None
         self._build()
+        self._init_reliability()
+
+    def _init_reliability(self) -> None:
+        """The state that checkpoints, resume and the divergence guard add (docs/reliability.md)."""
+        config = self.config
+        # The logging interval being accumulated; in checkpoints, so a resumed run logs the same averages.
+        self.interval_totals: dict[str, torch.Tensor] = {}
+        self.interval_count = 0
+        self.guard = DivergenceGuard(config)
+        self.keeper = CheckpointKeeper(None, keep=config.keep_checkpoints, metric=config.best_metric, mode=config.best_mode)
+        self.listeners.append(self.keeper)
+        self.stop_request = StopRequest()
+        self.resumed_from: Path | None = None
 
     # -- building --------------------------------------------------------------------------------
 
@@ -197,6 +220,9 @@ class Trainer:
         fixed = torch.Generator().manual_seed(config.seed + 1)
         self.fixed_noise = torch.randn(SAMPLE_COUNT, config.z_dim, generator=fixed).to(self.device)
         self._prepare_step_networks()
+        # Generator EMA (after the memory-layout change, so the copy matches) and evaluation during training.
+        self.ema = GeneratorEMA(self.generator, config.ema) if config.ema else None
+        self.evaluator = build_training_evaluator(self)
 
     def _prepare_step_networks(self) -> None:
         """The modules and settings the training step runs with: memory layout, DDP, torch.compile, scalers.
@@ -306,6 +332,8 @@ class Trainer:
             g_loss = self.loss.generator_loss(self.frozen_discriminator(fake))
         self.optimizer_g.zero_grad(set_to_none=True)
         backward_and_step(g_loss, self.optimizer_g, self.scaler_g)
+        if self.ema is not None:
+            self.ema.update(self.generator)
         self.discriminator.requires_grad_(True)
 
         with torch.no_grad():
@@ -319,49 +347,85 @@ class Trainer:
         return stats
 
     def train(self, out: str | Path) -> Path:
-        """Train ``config.steps`` generator updates, writing the run directory ``out``; returns it."""
+        """Train until ``config.steps`` generator updates, writing the run directory ``out``; returns it.
+
+        SIGINT/SIGTERM end the current step, write a checkpoint and raise ``TrainingInterrupted``.
+        """
+        with self.stop_request:
+            loggers = open_loggers(self, out)
+            try:
+                return self._train_loop(out)
+            finally:
+                # Also after an interruption or an error: the loss plot and GIF of what was trained so far.
+                close_run(self, loggers)
+
+    def _train_loop(self, out: str | Path) -> Path:
         config = self.config
         self.out = Path(out)
         if self.distributed.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.toml").write_text(config.to_toml(), encoding="utf-8")
+            write_atomic(self.out / "config.toml", config.to_toml())  # a kill must not cut it: resume reads it
         self.listeners.insert(0, MetricsLog(self.out / "metrics.jsonl"))
+        self._prepare_checkpoints()
         self._emit("start", {"total": config.steps, "out": str(self.out), "device": str(self.device)})
 
-        totals: dict[str, torch.Tensor] = {}
-        count = 0
         interval_start = time.perf_counter()
         images = 0
         while self.step < config.steps:
             images += config.batch_size * self.distributed.world_size * self.d_steps_at(self.step)
             stats = self.train_step(self.step)
+            totals = self.interval_totals
             for key, value in stats.items():
                 totals[key] = totals[key] + value if key in totals else value.clone()
-            count += 1
+            self.interval_count += 1
             self.step += 1
             last = self.step == config.steps
-            checkpoint_due = self.step % config.checkpoint_every == 0 or last
+            # An evaluation step writes a checkpoint too, so that the best one can be kept.
+            checkpoint_due = self.step % config.checkpoint_every == 0 or last or self.eval_due()
             if self.step % config.log_every == 0 or checkpoint_due:
                 elapsed = time.perf_counter() - interval_start
                 # One host sync per logged interval, not per step; every rank logs the mean over the ranks.
                 totals = self.distributed.mean_across_ranks(totals)
+                count = self.interval_count
                 record = {key: round(float(value) / count, 6) for key, value in totals.items()}
                 record["img_per_s"] = round(images / elapsed, 2) if elapsed > 0 else None
                 self._emit("log", record)
-                totals, count, images = {}, 0, 0
+                self.interval_totals, self.interval_count, images = {}, 0, 0
                 interval_start = time.perf_counter()
+                if self._guard_logged_interval(record, count):
+                    continue  # rolled back to a checkpoint: nothing of this step is written
+            if (self.step % config.sample_every == 0 or checkpoint_due) and self._guard_weights():
+                continue
+            if self.distributed.is_main and self.eval_due():
+                self._emit("eval", self.evaluator.evaluate(self))
             # Rank 0 alone writes samples and checkpoints (the weights are the same on every rank).
             if self.distributed.is_main and (self.step % config.sample_every == 0 or last):
                 self._emit("sample", {"path": str(self.write_samples())})
             if self.distributed.is_main and checkpoint_due:
                 self._emit("checkpoint", {"path": str(self.write_checkpoint())})
+            if self.stop_request.requested:
+                self._stop_on_signal(checkpoint_written=checkpoint_due)
         self._emit("end", {"out": str(self.out)})
         return self.out
 
     # -- outputs ---------------------------------------------------------------------------------
 
+    def eval_due(self) -> bool:
+        """Whether the metric is evaluated after this step: every ``eval_every`` steps and at the last."""
+        return self.evaluator is not None and (
+            self.step % self.config.eval_every == 0 or self.step == self.config.steps
+        )
+
+    @property
+    def sampling_generator(self) -> nn.Module:
+        """The generator that samples and metrics use: the EMA copy when ``--ema`` is on."""
+        return self.ema.module if self.ema is not None else self.generator
+
     def generate(self, noise: torch.Tensor) -> torch.Tensor:
-        """Samples from the generator in eval mode (normalisation uses running statistics)."""
+        """Samples from the generator (its EMA when on) in eval mode (normalisation uses running statistics)."""
+        if self.ema is not None:
+            with torch.no_grad():
+                return self.ema.module(noise)
         was_training = self.generator.training
         self.generator.eval()
         try:
@@ -375,23 +439,50 @@ class Trainer:
         path = self.out / "samples" / f"step-{self.step:07d}.png"
         if samples.dim() == 4:
             return save_grid(samples, path, nrow=8)
-        path = path.with_suffix(".pt.json")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(samples.cpu().tolist()))
-        return path
+        # Vector data: more points than a grid holds, from noise fixed by the seed; .npy, and a scatter PNG in 2-D.
+        fixed = torch.Generator().manual_seed(self.config.seed + 1)
+        noise = torch.randn(VECTOR_SAMPLE_COUNT, self.config.z_dim, generator=fixed)
+        reference = self.batches.data[:VECTOR_SAMPLE_COUNT].cpu() if self.batches.data is not None else None
+        return write_vector_samples(self.generate(noise.to(self.device)), path, reference=reference)
+
+    def checkpoint_modules(self) -> list[tuple[str, Any]]:
+        """``(prefix, module)`` pairs whose ``state_dict()`` tensors a checkpoint holds and resume loads strictly.
+
+        Extend this list (e.g. an EMA copy of the generator) to put more networks in checkpoints.
+        """
+        modules = [("generator", self.generator), ("discriminator", self.discriminator)]
+        if self.ema is not None:
+            modules.append(("generator_ema", self.ema.module))
+        return modules
+
+    def checkpoint_optimizers(self) -> list[tuple[str, torch.optim.Optimizer]]:
+        """The optimizers, by checkpoint prefix (a divergence rollback lowers their learning rates)."""
+        return [("optimizer_d", self.optimizer_d), ("optimizer_g", self.optimizer_g)]
+
+    def checkpoint_states(self) -> list[tuple[str, Any]]:
+        """``(prefix, object)`` pairs with ``state_dict()``/``load_state_dict()`` of tensors and JSON values
+        (optimizers, loss scalers) that a checkpoint holds; extend it for more training state."""
+        states = list(self.checkpoint_optimizers())
+        if self.ema is not None:
+            states.append(("ema", self.ema))
+        for name in ("scaler_d", "scaler_g"):
+            scaler = getattr(self, name, None)
+            if scaler is not None and hasattr(scaler, "state_dict"):
+                states.append((name, scaler))
+        return states
 
     def checkpoint_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors = {
-            **prefixed("generator", self.generator.state_dict()),
-            **prefixed("discriminator", self.discriminator.state_dict()),
             "rng.torch": torch.get_rng_state(),
             "rng.noise": self.noise.get_state(),
+            **prefixed("interval", self.interval_totals),
         }
-        optimizers = {}
-        for name, optimizer in (("optimizer_d", self.optimizer_d), ("optimizer_g", self.optimizer_g)):
-            opt_tensors, document = optimizer_state(name, optimizer.state_dict())
-            tensors.update(opt_tensors)
-            optimizers[name] = document
+        for prefix, module in self.checkpoint_modules():
+            tensors.update(prefixed(prefix, module.state_dict()))
+        states = {}
+        for prefix, stateful in self.checkpoint_states():
+            state_tensors, states[prefix] = split_state(prefix, stateful.state_dict())
+            tensors.update(state_tensors)
         if torch.cuda.is_available():
             for index, state in enumerate(torch.cuda.get_rng_state_all()):
                 tensors[f"rng.cuda.{index}"] = state
@@ -405,9 +496,11 @@ class Trainer:
                 key: {"name": c.name, "plugin": c.plugin, "version": self._plugin_version(c.plugin)}
                 for key, c in self.components.items()
             },
-            "optimizers": optimizers,
+            "states": states,
             "batches": self.batches.state_dict(),
             "rng_python": _python_rng_state(),
+            "interval": {"count": self.interval_count},
+            "guard": self.guard.state_dict(),
         }
         return tensors, metadata
 
@@ -416,10 +509,49 @@ class Trainer:
         return info.version if info else "?"
 
     def write_checkpoint(self) -> Path:
+        """Write this step's checkpoint (atomically), keeping the newest ``keep_checkpoints`` and the best."""
         tensors, metadata = self.checkpoint_tensors()
+        return self.keeper.write(self.step, tensors, metadata)
+
+    # -- reliability: checkpoints folder, divergence guard, signals (docs/reliability.md) ----------
+
+    def _prepare_checkpoints(self) -> None:
         folder = self.out / "checkpoints"
-        path = save_checkpoint(folder / checkpoint_name(self.step), tensors, metadata)
-        return path
+        self.keeper.folder = folder
+        if self.distributed.is_main:
+            remove_partial_writes(folder)
+            # A rollback needs somewhere to go back to, even before the first regular checkpoint.
+            if self.config.on_divergence == "rollback" and not list_checkpoints(folder):
+                self.write_checkpoint()
+
+    def _guard_logged_interval(self, record: dict[str, Any], interval_steps: int) -> bool:
+        """Check a logged interval; True when the run was rolled back (a divergence that stops raises)."""
+        problem = self.guard.inspect_record(self.step, record, interval_steps)
+        return problem is not None and self.guard.handle(self, problem)
+
+    def _named_weights(self) -> list[tuple[str, torch.Tensor]]:
+        return [
+            (f"{prefix}.{name}", tensor)
+            for prefix, module in self.checkpoint_modules()
+            for name, tensor in module.state_dict().items()
+        ]
+
+    def _guard_weights(self) -> bool:
+        """Check the weights before anything is written from them; True when the run was rolled back."""
+        problem = self.guard.inspect_weights(self._named_weights())
+        return problem is not None and self.guard.handle(self, problem)
+
+    def _stop_on_signal(self, *, checkpoint_written: bool) -> None:
+        path = None
+        if checkpoint_written:
+            path = list_checkpoints(self.out / "checkpoints")[-1]
+        elif self.distributed.is_main and not nonfinite_tensors(self._named_weights()):
+            path = self.write_checkpoint()
+            self._emit("checkpoint", {"path": str(path)})
+        else:  # weights gone bad since the last check: never checkpoint them; point at the last good one
+            found = list_checkpoints(self.out / "checkpoints")
+            path = found[-1] if found else None
+        raise TrainingInterrupted(self.stop_request.requested, self.step, path, self.out)
 
     def _emit(self, name: str, data: dict[str, Any]) -> None:
         if not self.distributed.is_main:

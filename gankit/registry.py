@@ -149,6 +149,10 @@ class Registry:
             if close:
                 message += f"; did you mean {close[0]!r}?"
             message += f" (available: {', '.join(self.names(kind)) or 'none'})"
+            # The name may belong to a plugin that failed: say so, or the user hunts for a typo that is not there.
+            failed = [f"{i.name!r} ({i.error})" for i in self.plugins.infos.values() if i.status == "failed"]
+            if failed:
+                message += f"; plugins that failed to load: {', '.join(failed)}"
             raise GankitError(message)
         choices = ", ".join(c.qualified_name for c in candidates)
         raise GankitError(f"{kind} {spec.name!r} is provided by several plugins; choose one of: {choices}")

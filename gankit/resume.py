@@ -8,9 +8,7 @@ loaded after the networks are built and never initialised again.
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -26,16 +24,18 @@ from gankit.checkpoint import (
     newest_loadable_checkpoint,
     remove_partial_writes,
     unprefixed,
+    write_atomic,
 )
 from gankit.config import RunConfig
 from gankit.errors import GankitError, GankitWarning
+from gankit.evaluation import EVAL_LOG
 from gankit.inference import load_state
 
 if TYPE_CHECKING:  # pragma: no cover
     from gankit.engine import Trainer
 
 # Config keys ``--resume`` may change: they do not alter what the next step computes.
-RESUME_OVERRIDABLE = ("steps", "on_divergence", "keep_checkpoints", "max_rollbacks")
+RESUME_OVERRIDABLE = ("steps", "on_divergence", "keep_checkpoints")
 
 
 def _warn(message: str) -> None:
@@ -88,7 +88,8 @@ def resume_trainer(
         raise GankitError(f"{run_dir} already finished at step {step}; pass --steps N (N > {step}) to train it further")
     trainer = Trainer(config, registry=registry, listeners=listeners)
     restore_trainer(trainer, tensors, metadata, source=path)
-    truncate_metrics(run_dir / "metrics.jsonl", step, keep_events=False)
+    for log in ("metrics.jsonl", EVAL_LOG):  # the resumed run logs the steps after the checkpoint again
+        truncate_metrics(run_dir / log, step, keep_events=False)
     remove_partial_writes(run_dir / "checkpoints")
     trainer.resumed_from = path
     return trainer
@@ -177,13 +178,4 @@ def truncate_metrics(path: str | Path, step: int, *, keep_events: bool) -> None:
             continue
         if row.get("step", 0) <= step or (keep_events and "event" in row):
             kept.append(line)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write("".join(line + "\n" for line in kept))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomic(path, "".join(line + "\n" for line in kept))

@@ -36,3 +36,15 @@ TINY_RUN = {
 @pytest.fixture
 def tiny_run() -> dict:
     return dict(TINY_RUN)
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread: runs compared bit for bit use the same thread count, and tests do not fight
+    over the shared cores (reliability tests: test_resume, test_checkpoint, test_divergence, test_bad_input)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -1,0 +1,137 @@
+"""Kill a training process with SIGKILL at random moments, resume it each time, and compare the result with
+the same run trained without interruption (final weights and logged losses, bit for bit).
+
+    python3 scripts/kill_resume.py --kills 10 --steps 120
+
+After every kill it checks that each checkpoint left in the run folder loads. CPU only, one thread per
+process, so that the two runs execute the same arithmetic.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from gankit.checkpoint import checkpoint_step, list_checkpoints, load_checkpoint
+
+RUN_FLAGS = [
+    "--arch", "dcgan:width=8", "--data", "digits:count=512", "--batch-size", "32", "--z-dim", "16",
+    "--device", "cpu", "--checkpoint-every", "2", "--log-every", "5", "--sample-every", "1000", "--quiet",
+]
+
+
+def environment() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+
+
+def gankit(*args: str) -> list[str]:
+    return [sys.executable, "-m", "gankit", *args]
+
+
+def touched_since(run: Path, moment: float) -> bool:
+    """Whether this launch has started writing (resume rewrites the metrics log; training appends to it)."""
+    path = run / "metrics.jsonl"
+    return path.exists() and path.stat().st_mtime > moment
+
+
+def logged_losses(run: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k != "img_per_s"} for row in rows]
+
+
+def final_networks(run: Path) -> dict[str, torch.Tensor]:
+    tensors, _ = load_checkpoint(list_checkpoints(run / "checkpoints")[-1])
+    return {k: v for k, v in tensors.items() if k.startswith(("generator.", "discriminator."))}
+
+
+def all_checkpoints_load(run: Path) -> tuple[bool, list[int]]:
+    steps = []
+    for path in list_checkpoints(run / "checkpoints"):
+        try:
+            load_checkpoint(path)
+        except Exception as error:  # noqa: BLE001 - reported, this is what the script is for
+            print(f"    damaged: {path.name}: {error}")
+            return False, steps
+        steps.append(checkpoint_step(path))
+    return True, steps
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=120)
+    parser.add_argument("--seed", type=int, default=None, help="seed of the kill moments (default: random)")
+    parser.add_argument("--max-delay", type=float, default=2.0, help="kill up to this many seconds after training resumes")
+    parser.add_argument("--work", type=Path, default=None)
+    args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows as it happens, also when piped to a file
+    seed = args.seed if args.seed is not None else random.randrange(10**6)
+    chooser = random.Random(seed)
+    work = args.work or Path(tempfile.mkdtemp(prefix="gankit-kill-resume-"))
+    reference, killed = work / "reference", work / "killed"
+    flags = [*RUN_FLAGS, "--steps", str(args.steps)]
+    print(f"work folder {work}; kill-moment seed {seed}; {args.steps} steps, checkpoint every 2")
+
+    started = time.monotonic()
+    subprocess.run(gankit("run", *flags, "--out", str(reference)), check=True, env=environment())
+    print(f"reference run (uninterrupted): {time.monotonic() - started:.1f} s")
+
+    kills = 0
+    launches = 0
+    all_whole = True
+    while True:
+        resume = (killed / "checkpoints").exists() and bool(list_checkpoints(killed / "checkpoints"))
+        if resume:
+            command = gankit("run", "--resume", str(killed), "--quiet")
+        else:  # killed before its first checkpoint: nothing to resume, start again
+            command = gankit("run", *flags, "--out", str(killed), "--overwrite")
+        launched = time.time()
+        process = subprocess.Popen(command, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        launches += 1
+        if kills == args.kills:
+            stdout, stderr = process.communicate()
+            print(f"final launch ({'resume' if resume else 'fresh'}): exit {process.returncode} {stderr.strip()}")
+            break
+        # A random moment once training is under way (loading torch takes a while on a busy machine).
+        while process.poll() is None and not touched_since(killed, launched):
+            time.sleep(0.02)
+        delay = chooser.uniform(0.0, args.max_delay)
+        time.sleep(delay)
+        if process.poll() is not None:
+            print(f"launch {launches}: finished before the kill (exit {process.returncode}); stopping early")
+            break
+        newest_before = [checkpoint_step(p) for p in list_checkpoints(killed / "checkpoints")][-1:]
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        kills += 1
+        whole, steps = all_checkpoints_load(killed)
+        all_whole &= whole
+        leftovers = sorted(p.name for p in (killed / "checkpoints").glob(".*.tmp")) if (killed / "checkpoints").exists() else []
+        print(
+            f"kill {kills:2d}: {'resumed' if resume else 'fresh  '} run, SIGKILL {delay:.2f} s into training "
+            f"(exit {process.returncode}); checkpoints on disk {steps} all load: {whole}; "
+            f"newest before kill {newest_before}; partial writes left: {len(leftovers)}"
+        )
+
+    same_weights = final_networks(killed).keys() == final_networks(reference).keys() and all(
+        torch.equal(a, b) for a, b in zip(final_networks(killed).values(), final_networks(reference).values())
+    )
+    same_losses = logged_losses(killed) == logged_losses(reference)
+    print(f"kills: {kills}, launches: {launches}")
+    print(f"every checkpoint loadable after every kill: {all_whole}")
+    print(f"final weights bit-for-bit equal to the uninterrupted run: {same_weights}")
+    print(f"logged losses equal ({len(logged_losses(reference))} rows): {same_losses}")
+    return 0 if (same_weights and same_losses and all_whole and kills == args.kills) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
