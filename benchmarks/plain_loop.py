@@ -28,9 +28,8 @@ import torch
 from torch import nn
 
 import gankit
-from gankit.bench import peak_memory_mib, synchronize
+from gankit.bench import InMemoryImages, peak_memory_mib, synchronize
 from gankit.builtins.dcgan import dcgan
-from gankit.components import DataSource
 from gankit.config import RunConfig
 
 DEFAULT_FACES = Path("/work/shared/data/anime-faces")
@@ -111,28 +110,15 @@ class ArticleLoop:
 # -- gankit's loop ------------------------------------------------------------------------------------
 
 
-class TensorImages(DataSource):
+class _ImagesPlugin:
     """Hands gankit the same decoded images the plain loop uses."""
 
-    images: torch.Tensor | None = None
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images = images
 
-    def __init__(self) -> None:
-        self.shape = tuple(self.images.shape[1:])
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return self.images[index].float() / 127.5 - 1.0
-
-    def tensor(self) -> torch.Tensor:
-        return self.images
-
-
-class _ImagesPlugin:
     @gankit.hookimpl
     def gankit_register_data_sources(self, register):
-        register("plain-loop-images", TensorImages, description="benchmark images")
+        register("plain-loop-images", lambda: InMemoryImages(self.images), description="benchmark images")
 
 
 class GankitLoop:
@@ -142,13 +128,12 @@ class GankitLoop:
         from gankit.plugins import load_plugins
         from gankit.registry import Registry
 
-        TensorImages.images = images
         config = RunConfig.from_sources(overrides={
             "arch": "dcgan", "loss": "bce", "data": "plain-loop-images", "batch_size": batch_size, "z_dim": z_dim,
             "lr": 1e-4, "betas": [0.5, 0.999], "device": str(device), "precision": precision, "compile": compile,
             "channels_last": channels_last,
         })
-        self.trainer = Trainer(config, registry=Registry(load_plugins([("plain-loop", _ImagesPlugin())])))
+        self.trainer = Trainer(config, registry=Registry(load_plugins([("plain-loop", _ImagesPlugin(images))])))
         self.next_step = 0
 
     def run(self, steps: int) -> None:

@@ -18,15 +18,12 @@ from gankit.errors import GankitError
 SYNTHETIC = "bench-synthetic"
 
 
-class SyntheticImages(DataSource):
-    """Random uint8 images of a given size: the data pipeline costs nothing, so only the step is timed."""
+class InMemoryImages(DataSource):
+    """uint8 images (N, C, H, W) held in memory: drawing a batch is one gather, so only the step is timed."""
 
-    def __init__(self, *, image_size: int | None = None, channels: int = 3, count: int = 256, seed: int = 0):
-        if not image_size:
-            raise GankitError("bench needs --image-size when it makes synthetic data")
-        self.shape = (channels, image_size, image_size)
-        generator = torch.Generator().manual_seed(seed)
-        self.images = torch.randint(0, 256, (count, *self.shape), dtype=torch.uint8, generator=generator)
+    def __init__(self, images: torch.Tensor):
+        self.images = images
+        self.shape = tuple(images.shape[1:])
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -38,10 +35,20 @@ class SyntheticImages(DataSource):
         return self.images
 
 
+def synthetic_images(*, image_size: int | None = None, channels: int = 3, count: int = 256, seed: int = 0) -> InMemoryImages:
+    """Random images of the benchmark's size (the data pipeline then costs nothing)."""
+    if not image_size:
+        raise GankitError("bench needs --image-size when it makes synthetic data")
+    generator = torch.Generator().manual_seed(seed)
+    return InMemoryImages(
+        torch.randint(0, 256, (count, channels, image_size, image_size), dtype=torch.uint8, generator=generator)
+    )
+
+
 class _SyntheticPlugin:
     @gankit.hookimpl
     def gankit_register_data_sources(self, register):
-        register(SYNTHETIC, SyntheticImages, description="random images for gankit bench")
+        register(SYNTHETIC, synthetic_images, description="random images for gankit bench")
 
 
 @dataclass

@@ -23,6 +23,8 @@ def check_precision(precision: str, device: torch.device) -> None:
             f"--precision fp16 needs a CUDA device (it trains with a GradScaler), not {device.type}; "
             "use --precision bf16 or fp32"
         )
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise GankitError("--precision bf16 needs a GPU with bfloat16 support (Ampere or newer); use fp16 or fp32")
 
 
 def autocast(precision: str, device: torch.device):
