@@ -37,10 +37,24 @@ def gankit(*args: str) -> list[str]:
     return [sys.executable, "-m", "gankit", *args]
 
 
+def metrics_rows(run: Path) -> int:
+    path = run / "metrics.jsonl"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
 def touched_since(run: Path, moment: float) -> bool:
     """Whether this launch has started writing (resume rewrites the metrics log; training appends to it)."""
     path = run / "metrics.jsonl"
     return path.exists() and path.stat().st_mtime > moment
+
+
+def wait_for_training(process: subprocess.Popen, run: Path, launched: float) -> None:
+    """Until this launch has logged a new interval: the kill then lands in training, not in start-up."""
+    while process.poll() is None and not touched_since(run, launched):
+        time.sleep(0.02)
+    rows = metrics_rows(run)  # after a resume has dropped the rows it will log again
+    while process.poll() is None and metrics_rows(run) <= rows:
+        time.sleep(0.02)
 
 
 def logged_losses(run: Path) -> list[dict]:
@@ -101,9 +115,9 @@ def main() -> int:
             stdout, stderr = process.communicate()
             print(f"final launch ({'resume' if resume else 'fresh'}): exit {process.returncode} {stderr.strip()}")
             break
-        # A random moment once training is under way (loading torch takes a while on a busy machine).
-        while process.poll() is None and not touched_since(killed, launched):
-            time.sleep(0.02)
+        # A random moment once training is under way (loading torch takes a while on a busy machine);
+        # with a checkpoint every 2 steps, some kills land while one is being written.
+        wait_for_training(process, killed, launched)
         delay = chooser.uniform(0.0, args.max_delay)
         time.sleep(delay)
         if process.poll() is not None:
