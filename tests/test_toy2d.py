@@ -66,6 +66,8 @@ def test_data_source_recommends_the_2d_recipe_and_user_settings_win():
     assert config.arch == TOY_RECIPE["arch"] and config.ema == TOY_RECIPE["ema"]
     assert config.batch_size == TOY_RECIPE["batch_size"] and config.metric == "modes"
     assert config.steps == 3  # set by the user
+    assert config.d_steps == 1  # the grid's recipe; the ring's takes two discriminator steps
+    assert ring().recommended["d_steps"] == 2
     mine = Trainer(RunConfig.from_sources(
         overrides={"data": "ring", "arch": "mlp:width=16,depth=1", "lr": 0.01, "device": "cpu"}
     ))
