@@ -95,7 +95,8 @@ def test_least_squares_closed_form_and_label_options():
     "spec, expected",
     [
         ("wasserstein", {"optimizer": "rmsprop", "lr": 5e-5, "d_steps": 5, "generator_noise": "fresh",
-                         "d_steps_boost": 100, "d_steps_warmup": 25, "d_steps_boost_every": 500}),
+                         "d_steps_boost": 100, "d_steps_warmup": 25, "d_steps_boost_every": 500,
+                         "collapse_steps": 0}),
         ("hinge", {"optimizer": "adam", "lr_d": 4e-4, "lr_g": 1e-4, "betas": [0.0, 0.9], "d_steps": 1}),
         ("least-squares", {"optimizer": "adam", "lr": 2e-4, "betas": [0.5, 0.999], "d_steps": 1}),
         ("minimax", {"optimizer": "adam", "lr": 2e-4, "betas": [0.5, 0.999], "d_steps": 1}),

@@ -61,6 +61,9 @@ class WassersteinLoss(Loss):
     def __init__(self, *, schedule: bool = True) -> None:
         # RMSprop at 5e-5, 5 critic updates and fresh generator noise: the reference code's defaults.
         self.recommended = {"optimizer": "rmsprop", "lr": 5e-5, "d_steps": 5, "generator_noise": "fresh"}
+        # A critic loss near zero means the two distributions are close, not that the critic won outright:
+        # the collapse check (|d_loss| small while g_loss climbs) does not apply to this loss.
+        self.recommended["collapse_steps"] = 0
         if schedule:
             self.recommended.update(WGAN_SCHEDULE)
 
