@@ -21,6 +21,7 @@ from typing import Callable, Optional
 import numpy as np
 
 import gankit
+from gankit.cache import cache_directory
 from gankit.components import DataSource
 from gankit.errors import GankitError
 
@@ -211,19 +212,6 @@ def render_digits(count: int, *, seed: int = 0, image_size: int = DEFAULT_IMAGE_
 
 
 # --- cache ----------------------------------------------------------------------------------------------
-
-
-def cache_directory(cache_dir=None) -> Path:
-    """``cache_dir`` if given, else ``$GANKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/gankit``, else ``~/.cache/gankit``."""
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    explicit = os.environ.get("GANKIT_CACHE_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    if xdg:
-        return Path(xdg).expanduser() / "gankit"
-    return Path.home() / ".cache" / "gankit"
 
 
 def cache_path(count: int = DEFAULT_COUNT, *, seed: int = 0, image_size: int = DEFAULT_IMAGE_SIZE,
