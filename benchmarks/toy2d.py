@@ -55,7 +55,7 @@ def run_one(data: str, seed: int, settings: dict, threads: int) -> dict:
                    count=2500, seed=10_000 + seed, device=trainer.device)
     return {"data": data, "seed": seed, "modes": values["modes"], "hq": 100 * values["hq"], "kl": values["kl"],
             "wall_s": wall, "config": {k: getattr(trainer.config, k) for k in (
-                "arch", "loss", "reg", "optimizer", "lr", "betas", "batch_size", "steps", "z_dim", "ema")}}
+                "arch", "loss", "reg", "optimizer", "lr", "betas", "batch_size", "steps", "d_steps", "z_dim", "ema")}}
 
 
 def summary(rows: list[dict]) -> dict:
@@ -76,7 +76,8 @@ def table(results: dict[str, list[dict]]) -> str:
             lines.append(f"| {data} | {name} | {modes} | {hq} | {kl} | - |")
         s = summary(rows)
         recipe = rows[0]["config"]
-        label = f"gankit recipe, {len(rows)} seeds ({recipe['arch']}, {recipe['loss']}, ema {recipe['ema']})"
+        label = (f"gankit recipe, {len(rows)} seeds ({recipe['arch']}, {recipe['loss']}, d_steps {recipe['d_steps']}, "
+                 f"ema {recipe['ema']})")
         lines.append(
             f"| {data} | {label} | {s['modes'][0]:.1f} ± {s['modes'][1]:.1f} | {s['hq'][0]:.1f} ± {s['hq'][1]:.1f} "
             f"| {s['kl'][0]:.3f} ± {s['kl'][1]:.3f} | {s['wall_s'][0]:.1f} ± {s['wall_s'][1]:.1f} |"
