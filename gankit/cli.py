@@ -128,6 +128,9 @@ def run(
     lr: Annotated[Optional[float], typer.Option(help="Learning rate of both networks (default: the loss's).")] = None,
     lr_d: Annotated[Optional[float], typer.Option(help="Discriminator learning rate (overrides --lr).")] = None,
     lr_g: Annotated[Optional[float], typer.Option(help="Generator learning rate (overrides --lr).")] = None,
+    lr_decay: Annotated[
+        Optional[float], typer.Option(help="Decay both learning rates linearly towards 0 over this last fraction of the run.")
+    ] = None,
     betas: Annotated[Optional[str], typer.Option(help="Adam betas, e.g. '0.5,0.999'.")] = None,
     z_dim: Annotated[Optional[int], typer.Option(help="Noise dimension.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed: same seed, same device, same result.")] = None,
@@ -178,7 +181,7 @@ def run(
         "batch_size": batch_size, "steps": steps, "d_steps": d_steps, "d_steps_boost": d_steps_boost,
         "d_steps_warmup": d_steps_warmup, "d_steps_boost_every": d_steps_boost_every,
         "generator_noise": generator_noise, "optimizer": optimizer, "lr": lr,
-        "lr_d": lr_d, "lr_g": lr_g, "betas": betas, "z_dim": z_dim, "seed": seed, "device": device,
+        "lr_d": lr_d, "lr_g": lr_g, "lr_decay": lr_decay, "betas": betas, "z_dim": z_dim, "seed": seed, "device": device,
         "sample_every": sample_every, "checkpoint_every": checkpoint_every, "log_every": log_every, "out": out,
         "precision": precision, "compile": compile, "channels_last": channels_last,
         "keep_checkpoints": keep_checkpoints, "on_divergence": on_divergence,

@@ -43,6 +43,8 @@ class RunConfig:
     lr: float = 2e-4
     lr_d: float | None = None  # None: lr
     lr_g: float | None = None  # None: lr
+    # Fraction of the run, at its end, over which both learning rates decay linearly towards zero (0: off).
+    lr_decay: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
     z_dim: int = 100
     seed: int = 0
@@ -117,6 +119,8 @@ class RunConfig:
         for key in positive:
             if getattr(self, key) <= 0:
                 raise GankitError(f"{key.replace('_', '-')} must be positive, got {getattr(self, key)}")
+        if not 0.0 <= self.lr_decay <= 1.0:
+            raise GankitError(f"lr-decay must be a fraction of the run between 0 and 1, got {self.lr_decay}")
         if self.ema is not None and not 0.0 < self.ema < 1.0:
             raise GankitError(f"ema must be a decay between 0 and 1 (e.g. 0.999), got {self.ema}")
         if self.eval_every < 0:

@@ -373,6 +373,7 @@ class Trainer:
         images = 0
         while self.step < config.steps:
             images += config.batch_size * self.distributed.world_size * self.d_steps_at(self.step)
+            self._apply_lr_decay(self.step)
             stats = self.train_step(self.step)
             totals = self.interval_totals
             for key, value in stats.items():
@@ -409,6 +410,23 @@ class Trainer:
         return self.out
 
     # -- outputs ---------------------------------------------------------------------------------
+
+    def lr_factor(self, step: int) -> float:
+        """The learning-rate factor of update ``step`` (0-based): 1, then linearly towards 0 over the last
+        ``lr_decay`` fraction of the run (the last update gets ``1 / decay_steps``, never 0)."""
+        decay_steps = round(self.config.lr_decay * self.config.steps)
+        if decay_steps <= 0 or step < 0:
+            return 1.0
+        return min(1.0, (self.config.steps - step) / decay_steps)
+
+    def _apply_lr_decay(self, step: int) -> None:
+        # Scaled by the ratio to the previous step's factor, not set from the configured rate: rollbacks lower the
+        # rates too, and a resumed optimizer's state already holds the rate decayed up to its step.
+        ratio = self.lr_factor(step) / self.lr_factor(step - 1)
+        if ratio != 1.0:
+            for optimizer in (self.optimizer_d, self.optimizer_g):
+                for group in optimizer.param_groups:
+                    group["lr"] *= ratio
 
     def eval_due(self) -> bool:
         """Whether the metric is evaluated after this step: every ``eval_every`` steps and at the last."""
