@@ -7,7 +7,7 @@ import torch
 
 from gankit.builtins.mlp import mlp
 from gankit.builtins.packing import PackedDiscriminator
-from gankit.builtins.toy2d import TOY_RECIPE, grid, ring
+from gankit.builtins.toy2d import GRID_RECIPE, TOY_RECIPE, grid, ring
 from gankit.config import RunConfig
 from gankit.engine import Trainer
 from gankit.errors import GankitError
@@ -63,11 +63,11 @@ def test_packing_gives_every_sample_its_packs_score():
 def test_data_source_recommends_the_2d_recipe_and_user_settings_win():
     trainer = Trainer(RunConfig.from_sources(overrides={"data": "grid", "device": "cpu", "steps": 3}))
     config = trainer.config
-    assert config.arch == TOY_RECIPE["arch"] and config.ema == TOY_RECIPE["ema"]
+    assert config.arch == GRID_RECIPE["arch"] and config.ema == TOY_RECIPE["ema"]
     assert config.batch_size == TOY_RECIPE["batch_size"] and config.metric == "modes"
+    assert config.reg == TOY_RECIPE["reg"] and config.d_steps == TOY_RECIPE["d_steps"]
     assert config.steps == 3  # set by the user
-    assert config.d_steps == 1  # the grid's recipe; the ring's takes two discriminator steps
-    assert ring().recommended["d_steps"] == 2
+    assert ring().recommended["arch"] == TOY_RECIPE["arch"]  # the ring keeps PacGAN2, the grid does not
     mine = Trainer(RunConfig.from_sources(
         overrides={"data": "ring", "arch": "mlp:width=16,depth=1", "lr": 0.01, "device": "cpu"}
     ))
