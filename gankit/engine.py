@@ -404,7 +404,8 @@ class Trainer:
                 self._emit("sample", {"path": str(self.write_samples())})
             if self.distributed.is_main and checkpoint_due:
                 self._emit("checkpoint", {"path": str(self.write_checkpoint())})
-            if self.stop_request.requested:
+            # Under torchrun every rank must stop at the same step, or the others wait in a collective forever.
+            if self.distributed.any_rank(self.stop_request.requested, self.device):
                 self._stop_on_signal(checkpoint_written=checkpoint_due)
         self._emit("end", {"out": str(self.out)})
         return self.out
@@ -569,7 +570,8 @@ class Trainer:
         else:  # weights gone bad since the last check: never checkpoint them; point at the last good one
             found = list_checkpoints(self.out / "checkpoints")
             path = found[-1] if found else None
-        raise TrainingInterrupted(self.stop_request.requested, self.step, path, self.out)
+        signal_name = self.stop_request.requested or "a signal to another rank"
+        raise TrainingInterrupted(signal_name, self.step, path, self.out)
 
     def _emit(self, name: str, data: dict[str, Any]) -> None:
         if not self.distributed.is_main:

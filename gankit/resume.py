@@ -88,9 +88,10 @@ def resume_trainer(
         raise GankitError(f"{run_dir} already finished at step {step}; pass --steps N (N > {step}) to train it further")
     trainer = Trainer(config, registry=registry, listeners=listeners)
     restore_trainer(trainer, tensors, metadata, source=path)
-    for log in ("metrics.jsonl", EVAL_LOG):  # the resumed run logs the steps after the checkpoint again
-        truncate_metrics(run_dir / log, step, keep_events=False)
-    remove_partial_writes(run_dir / "checkpoints")
+    if trainer.distributed.is_main:  # under torchrun, rank 0 alone writes the run directory
+        for log in ("metrics.jsonl", EVAL_LOG):  # the resumed run logs the steps after the checkpoint again
+            truncate_metrics(run_dir / log, step, keep_events=False)
+        remove_partial_writes(run_dir / "checkpoints")
     trainer.resumed_from = path
     return trainer
 
@@ -159,7 +160,8 @@ def rollback(trainer: Trainer, *, at_or_before: int | None, lr_factor: float, an
     for _, optimizer in trainer.checkpoint_optimizers():
         for group in optimizer.param_groups:
             group["lr"] = group["lr"] * lr_factor
-    truncate_metrics(trainer.out / "metrics.jsonl", trainer.step, keep_events=True)
+    if trainer.distributed.is_main:
+        truncate_metrics(trainer.out / "metrics.jsonl", trainer.step, keep_events=True)
     return path
 
 
