@@ -44,15 +44,22 @@ class MLPDiscriminator(nn.Module):
         return self.net(x.reshape(x.shape[0], -1)).reshape(x.shape[0])
 
 
-def mlp(*, shape: tuple[int, ...], z_dim: int, width: int = 400, depth: int = 3, pack: int = 1):
-    """Generator and discriminator of ``depth`` hidden layers of ``width`` units; ``pack`` > 1 is PacGAN."""
+def mlp(*, shape: tuple[int, ...], z_dim: int, width: int = 400, depth: int = 3, pack: int = 1,
+        g_width: int | None = None, d_width: int | None = None):
+    """Generator and discriminator of ``depth`` hidden layers of ``width`` units; ``pack`` > 1 is PacGAN.
+
+    ``g_width`` / ``d_width`` give one network its own width (e.g. a generator wider than its discriminator).
+    """
     if len(shape) != 1:
         raise GankitError(f"mlp is for vector data of shape (features,), got data of shape {tuple(shape)}")
-    for name, value in (("width", width), ("depth", depth), ("pack", pack)):
+    g_width = width if g_width is None else g_width
+    d_width = width if d_width is None else d_width
+    for name, value in (("width", width), ("depth", depth), ("pack", pack), ("g_width", g_width),
+                        ("d_width", d_width)):
         if value <= 0:
             raise GankitError(f"mlp option {name} must be positive, got {value}")
-    generator = MLPGenerator(shape=shape, z_dim=z_dim, width=width, depth=depth)
-    discriminator: nn.Module = MLPDiscriminator(features=pack * shape[0], width=width, depth=depth)
+    generator = MLPGenerator(shape=shape, z_dim=z_dim, width=g_width, depth=depth)
+    discriminator: nn.Module = MLPDiscriminator(features=pack * shape[0], width=d_width, depth=depth)
     if pack > 1:
         discriminator = PackedDiscriminator(discriminator, pack)
     return generator, discriminator
@@ -63,5 +70,6 @@ def gankit_register_architectures(register):
     register(
         "mlp",
         mlp,
-        description="Fully connected networks for vector data (e.g. ring, grid); options: width, depth, pack",
+        description="Fully connected networks for vector data (e.g. ring, grid); options: width, depth, pack, "
+        "g_width, d_width",
     )
