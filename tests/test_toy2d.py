@@ -7,7 +7,7 @@ import torch
 
 from gankit.builtins.mlp import mlp
 from gankit.builtins.packing import PackedDiscriminator
-from gankit.builtins.toy2d import GRID_RECIPE, TOY_RECIPE, grid, ring
+from gankit.builtins.toy2d import GRID_RECIPE, RING_RECIPE, TOY_RECIPE, grid, ring
 from gankit.config import RunConfig
 from gankit.engine import Trainer
 from gankit.errors import GankitError
@@ -44,6 +44,16 @@ def test_mlp_generator_maps_noise_to_vectors_and_the_discriminator_returns_one_s
     assert discriminator(fake).shape == (5,)
 
 
+def test_mlp_g_width_and_d_width_size_one_network_each():
+    generator, discriminator = mlp(shape=(2,), z_dim=8, width=16, depth=2, g_width=32)
+    assert [m.out_features for m in generator.net if isinstance(m, torch.nn.Linear)] == [32, 32, 2]
+    assert [m.out_features for m in discriminator.net if isinstance(m, torch.nn.Linear)] == [16, 16, 1]
+    _, narrow = mlp(shape=(2,), z_dim=8, width=16, depth=1, d_width=4)
+    assert narrow.net[0].out_features == 4
+    with pytest.raises(GankitError, match="g_width must be positive"):
+        mlp(shape=(2,), z_dim=8, g_width=0)
+
+
 def test_mlp_refuses_images():
     with pytest.raises(GankitError, match="vector data"):
         mlp(shape=(1, 32, 32), z_dim=8)
@@ -65,9 +75,13 @@ def test_data_source_recommends_the_2d_recipe_and_user_settings_win():
     config = trainer.config
     assert config.arch == GRID_RECIPE["arch"] and config.ema == TOY_RECIPE["ema"]
     assert config.batch_size == TOY_RECIPE["batch_size"] and config.metric == "modes"
-    assert config.reg == TOY_RECIPE["reg"] and config.d_steps == TOY_RECIPE["d_steps"]
+    assert config.reg == GRID_RECIPE["reg"] and config.d_steps == TOY_RECIPE["d_steps"]
+    assert config.lr_decay == GRID_RECIPE["lr_decay"] and config.z_dim == 2
     assert config.steps == 3  # set by the user
-    assert ring().recommended["arch"] == TOY_RECIPE["arch"]  # the ring keeps PacGAN2, the grid does not
+    # The data source's optimizer settings outrank the ones its loss recommends (least squares wants 2e-4).
+    ring_config = Trainer(RunConfig.from_sources(overrides={"data": "ring", "device": "cpu", "steps": 3})).config
+    assert ring_config.loss == RING_RECIPE["loss"] == "least-squares"
+    assert ring_config.lr == RING_RECIPE["lr"] and ring_config.betas == RING_RECIPE["betas"]
     mine = Trainer(RunConfig.from_sources(
         overrides={"data": "ring", "arch": "mlp:width=16,depth=1", "lr": 0.01, "device": "cpu"}
     ))
