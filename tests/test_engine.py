@@ -105,3 +105,21 @@ def test_architecture_that_cannot_serve_the_data_fails_before_training(tiny_run)
 def test_batch_larger_than_the_data_is_an_error(tiny_run):
     with pytest.raises(GankitError, match="fewer than the batch size"):
         make_trainer(tiny_run, batch_size=512)
+
+
+def test_adam_uses_the_fused_kernel_where_the_device_has_one_and_falls_back_where_not(monkeypatch):
+    from gankit.engine import make_optimizer
+
+    weight = torch.nn.Parameter(torch.randn(3, 3))
+    assert make_optimizer("adam", [weight], lr=1e-3, betas=[0.5, 0.999]).defaults["fused"] is True
+
+    plain_adam = torch.optim.Adam
+
+    def adam_without_fused(params, *args, fused=None, **kwargs):
+        if fused:
+            raise RuntimeError("`fused=True` requires all the params to be on a supported device")
+        return plain_adam(params, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "Adam", adam_without_fused)
+    optimizer = make_optimizer("adam", (p for p in [weight]), lr=1e-3, betas=[0.5, 0.999])
+    assert not optimizer.defaults["fused"] and optimizer.param_groups[0]["params"] == [weight]
