@@ -14,48 +14,16 @@ import torch
 from torch import nn
 
 import gankit
-from gankit.errors import GankitError
+from gankit.builtins import convnets
 
-NORMS = ("batch", "layer", "instance", "none")
 # Keras's BatchNormalization(epsilon=1.01e-5), as the article's networks use it.
 BATCH_NORM_EPS = 1.01e-5
-
-
-def supported_sizes(limit: int = 256) -> list[int]:
-    return sorted(s for s in (base * 2**stages for base in (3, 4) for stages in range(2, 7)) if s <= limit)
+# Sizes 3 * 2**k (12 to 192; the article's 96) come down to a 3x3 map, 4 * 2**k (16 to 256) to 4x4.
+BASES = (3, 4)
 
 
 def plan(size: int) -> tuple[int, int]:
-    """``(base, stages)`` with ``size == base * 2**stages``: the smallest feature map and the stride-2 layers."""
-    for base in (3, 4):
-        stages, value = 0, size
-        while value % 2 == 0 and value > base:
-            value //= 2
-            stages += 1
-        if value == base and stages >= 2:
-            return base, stages
-    raise GankitError(
-        f"wgan supports square images of {', '.join(map(str, supported_sizes()))} pixels, got {size}x{size}"
-    )
-
-
-def keras_init(module: nn.Module) -> None:
-    """The article's initialisers: conv weights N(0, 0.02), normalisation scales N(1, 0.02), shifts 0."""
-    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-        nn.init.normal_(module.weight, 0.0, 0.02)
-    elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d)) and module.weight is not None:
-        nn.init.normal_(module.weight, 1.0, 0.02)
-        nn.init.zeros_(module.bias)
-
-
-def critic_norm(kind: str, channels: int) -> nn.Module:
-    if kind == "batch":
-        return nn.BatchNorm2d(channels, eps=BATCH_NORM_EPS)
-    if kind == "layer":  # over (C, H, W) of each example: safe with a gradient penalty
-        return nn.GroupNorm(1, channels)
-    if kind == "instance":
-        return nn.InstanceNorm2d(channels, affine=True)
-    return nn.Identity()
+    return convnets.plan(size, bases=BASES, name="wgan")
 
 
 class Critic(nn.Module):
@@ -68,7 +36,7 @@ class Critic(nn.Module):
         # Keras's ZeroPadding2D() then a "valid" 4x4 stride-2 conv is padding=1 here: each halves the map.
         layers: list[nn.Module] = [nn.Conv2d(channels, widths[0], 4, 2, 1, bias=False), nn.LeakyReLU(0.2)]
         for inner, outer in zip(widths, widths[1:]):
-            layers += [nn.Conv2d(inner, outer, 4, 2, 1, bias=False), critic_norm(norm, outer), nn.LeakyReLU(0.2)]
+            layers += [nn.Conv2d(inner, outer, 4, 2, 1, bias=False), convnets.norm_layer(norm, outer, batch_eps=BATCH_NORM_EPS), nn.LeakyReLU(0.2)]
         layers.append(nn.Conv2d(widths[-1], 1, base, 1, 0, bias=False))
         self.main = nn.Sequential(*layers)
 
@@ -103,17 +71,11 @@ class Generator(nn.Module):
 
 def wgan(*, shape: tuple[int, ...], z_dim: int, width: int = 64, norm: str = "batch"):
     """Build the article's WGAN generator and critic for image ``shape`` (C, H, W) with H == W."""
-    if len(shape) != 3 or shape[1] != shape[2]:
-        raise GankitError(f"wgan needs square images (channels, size, size), got data of shape {tuple(shape)}")
-    if width <= 0:
-        raise GankitError(f"wgan option width must be positive, got {width}")
-    if norm not in NORMS:
-        raise GankitError(f"wgan option norm must be one of {', '.join(NORMS)}, got {norm!r}")
-    channels, size = shape[0], shape[1]
+    channels, size = convnets.check_image_options("wgan", shape, width=width, norm=norm)
     generator = Generator(channels=channels, size=size, z_dim=z_dim, width=width)
     critic = Critic(channels=channels, size=size, width=width, norm=norm)
-    generator.apply(keras_init)
-    critic.apply(keras_init)
+    generator.apply(convnets.init_weights)
+    critic.apply(convnets.init_weights)
     return generator, critic
 
 
