@@ -389,7 +389,8 @@ class Trainer:
             last = self.step == config.steps
             # An evaluation step writes a checkpoint too, so that the best one can be kept.
             checkpoint_due = self.step % config.checkpoint_every == 0 or last or self.eval_due()
-            if self.step % config.log_every == 0 or checkpoint_due:
+            logged = self.step % config.log_every == 0 or checkpoint_due
+            if logged:
                 elapsed = time.perf_counter() - interval_start
                 # One host sync per logged interval, not per step; every rank logs the mean over the ranks.
                 totals = self.distributed.mean_across_ranks(totals)
@@ -410,8 +411,11 @@ class Trainer:
                 self._emit("sample", {"path": str(self.write_samples())})
             if self.distributed.is_main and checkpoint_due:
                 self._emit("checkpoint", {"path": str(self.write_checkpoint())})
-            # Under torchrun every rank must stop at the same step, or the others wait in a collective forever.
-            if self.distributed.any_rank(self.stop_request.requested, self.device):
+            # Under torchrun every rank must stop at the same step, or the others wait in a collective forever. The
+            # vote is a collective and a host sync, so ranks take it at logged steps (where they sync anyway); a
+            # single process checks every step at no cost.
+            vote_due = logged or not self.distributed.enabled
+            if vote_due and self.distributed.any_rank(self.stop_request.requested, self.device):
                 self._stop_on_signal(checkpoint_written=checkpoint_due)
         self._emit("end", {"out": str(self.out)})
         return self.out
