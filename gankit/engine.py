@@ -88,7 +88,7 @@ def make_optimizer(name: str, parameters, *, lr: float, betas) -> torch.optim.Op
 class Event:
     """Something that happened during a run, for listeners (progress display, loggers)."""
 
-    name: str  # "start", "log", "sample", "checkpoint", "end"
+    name: str  # "start", "log", "eval", "sample", "checkpoint", "divergence", "end"
     step: int
     data: dict[str, Any] = field(default_factory=dict)
 

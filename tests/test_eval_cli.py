@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -123,16 +124,71 @@ def test_csv_logger_writes_the_logged_losses_and_the_evaluations(ring_run):
         assert [int(r["step"]) for r in csv.DictReader(handle)] == [2, 4, 6]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tensorboard") is not None, reason="tensorboard is installed")
-def test_tensorboard_logger_without_the_package_is_one_line(tmp_path):
+def test_tensorboard_logger_without_the_package_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # what a machine without tensorboard sees
     line = one_line_error(invoke("run", *RING_FLAGS, "--logger", "tensorboard", "--out", str(tmp_path / "r")))
     assert "pip install tensorboard" in line
+    assert not (tmp_path / "r" / "checkpoints").exists()  # refused before any training
+
+
+def resumed_after_a_lost_checkpoint(out, logger: str):
+    """Six steps logged every step with checkpoints at 3 and 6; the one at 6 is lost (as if killed while writing
+    it), so ``--resume`` continues from step 3 and logs steps 4-6 a second time."""
+    flags = [*RING_FLAGS, "--checkpoint-every", "3", "--log-every", "1", "--logger", logger, "--out", str(out)]
+    assert invoke("run", *flags).exit_code == 0
+    first = losses_logged(out)
+    (out / "checkpoints" / "step-0000006.safetensors").unlink()
+    result = invoke("run", "--resume", str(out), "--quiet")
+    assert result.exit_code == 0, result.output
+    assert losses_logged(out) == first  # the resumed steps are bit-for-bit the first ones
+    return first
+
+
+def losses_logged(out) -> list[dict]:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [{key: value for key, value in row.items() if key != "img_per_s"} for row in rows]
+
+
+def test_csv_logger_holds_each_step_once_after_a_resume(tmp_path):
+    out = tmp_path / "r"
+    jsonl = resumed_after_a_lost_checkpoint(out, "csv")
+    with (out / "metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert [float(r["d_loss"]) for r in rows] == [r["d_loss"] for r in jsonl]
+
+
+def test_csv_logger_drops_the_rows_after_a_rollback_and_keeps_its_columns(tmp_path):
+    from gankit.builtins.loggers import CSVLogger
+    from gankit.engine import Event
+
+    logger = CSVLogger(out=tmp_path)
+    logger.handle(Event("start", 0, {}))
+    for step in (1, 2, 3, 4):
+        logger.handle(Event("log", step, {"d_loss": step / 10, "g_loss": step}))
+    logger.handle(Event("eval", 4, {"values": {"modes": 8}}))
+    logger.handle(Event("divergence", 4, {"to_step": 2, "lr_factor": 0.5}))
+    for step in (3, 4):  # after the rollback the values come in another key order
+        logger.handle(Event("log", step, {"g_loss": -step, "d_loss": step}))
+    logger.close()
+    with (tmp_path / "metrics.csv").open() as handle:
+        rows = list(csv.reader(handle))
+    assert rows == [["step", "d_loss", "g_loss"], ["1", "0.1", "1"], ["2", "0.2", "2"], ["3", "3", "-3"], ["4", "4", "-4"]]
+    assert (tmp_path / "eval.csv").read_text().splitlines() == ["step,modes", "4,8"]  # evaluations stay
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorboard") is None, reason="tensorboard is not installed")
-def test_tensorboard_logger_writes_event_files(tmp_path):
-    assert invoke("run", *RING_FLAGS, "--logger", "tensorboard", "--out", str(tmp_path / "r")).exit_code == 0
-    assert list((tmp_path / "r" / "tensorboard").glob("events.out.tfevents.*"))
+def test_tensorboard_logger_writes_scalars_and_hides_the_steps_a_resume_logs_again(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "r"
+    jsonl = resumed_after_a_lost_checkpoint(out, "tensorboard")
+    assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 2  # the first run's and the resumed
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    scalars = events.Scalars("train/d_loss")
+    assert [s.step for s in scalars] == [1, 2, 3, 4, 5, 6]
+    assert [s.value for s in scalars] == pytest.approx([r["d_loss"] for r in jsonl], rel=1e-6)
 
 
 class RecordingPlugin:

@@ -1,11 +1,15 @@
 """Builtin loggers: ``csv`` (one row per logged interval) and ``tensorboard`` (when the package is installed).
 
-JSON lines (``metrics.jsonl``) are written by the engine for every run; these add other formats.
+JSON lines (``metrics.jsonl``) are written by the engine for every run; these add other formats. Like
+``metrics.jsonl``, both drop what was logged after the step a run resumes from (``start``) or rolls back to
+(``divergence``), so a resumed run's logs hold each step once.
 """
 from __future__ import annotations
 
 import csv
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import gankit
@@ -16,8 +20,11 @@ from gankit.errors import GankitError
 class CSVLogger(Logger):
     """``metrics.csv`` in the run folder: a ``step`` column and one column per logged value.
 
-    The columns are fixed by the first row; values that appear later (evaluations) go to ``eval.csv``.
+    The columns are fixed by the file's header (the first row written); values that appear later
+    (evaluations) go to ``eval.csv``.
     """
+
+    FILES = ("metrics.csv", "eval.csv")
 
     def __init__(self, *, out) -> None:
         self.folder = Path(out)
@@ -26,17 +33,28 @@ class CSVLogger(Logger):
     def _write(self, name: str, row: dict) -> None:
         if name not in self._writers:
             path = self.folder / name
+            header = _csv_header(path)
             handle = path.open("a", newline="", encoding="utf-8")
-            writer = csv.DictWriter(handle, fieldnames=list(row), extrasaction="ignore")
-            if path.stat().st_size == 0:
+            writer = csv.DictWriter(handle, fieldnames=header or list(row), extrasaction="ignore")
+            if not header:
                 writer.writeheader()
             self._writers[name] = (handle, writer)
         handle, writer = self._writers[name]
         writer.writerow(row)
         handle.flush()
 
+    def _drop_after(self, step: int, names) -> None:
+        for name in names:
+            if name in self._writers:
+                self._writers.pop(name)[0].close()
+            _drop_csv_rows_after(self.folder / name, step)
+
     def handle(self, event) -> None:
-        if event.name == "log":
+        if event.name == "start":  # a resumed run logs the steps after its checkpoint again
+            self._drop_after(event.step, self.FILES)
+        elif event.name == "divergence":  # rolled back: the losses logged after the checkpoint are gone
+            self._drop_after(event.data["to_step"], ("metrics.csv",))
+        elif event.name == "log":
             self._write("metrics.csv", {"step": event.step, **event.data})
         elif event.name == "eval":
             self._write("eval.csv", {"step": event.step, **event.data.get("values", {})})
@@ -47,19 +65,65 @@ class CSVLogger(Logger):
         self._writers.clear()
 
 
+def _csv_header(path: Path) -> list[str]:
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as handle:
+        return next(csv.reader(handle), [])
+
+
+def _drop_csv_rows_after(path: Path, step: int) -> None:
+    """Keep the header and the rows up to ``step`` (and no row cut short by a kill); replace the file atomically."""
+    if not path.is_file():
+        return
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    if not rows:
+        return
+    header, kept = rows[0], [rows[0]]
+    for row in rows[1:]:
+        try:
+            if len(row) == len(header) and int(row[0]) <= step:
+                kept.append(row)
+        except ValueError:
+            continue
+    if len(kept) == len(rows):
+        return
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(handle, "w", newline="", encoding="utf-8") as out:
+        csv.writer(out).writerows(kept)
+    os.replace(temporary, path)
+
+
 class TensorBoardLogger(Logger):
-    """TensorBoard event files in ``<run>/tensorboard``: every logged and evaluated number as a scalar."""
+    """TensorBoard event files in ``<run>/tensorboard``: every logged and evaluated number as a scalar.
+
+    A resumed run (or a rollback) opens its writer with ``purge_step``, so TensorBoard hides what the run had
+    logged after the step it continues from.
+    """
 
     def __init__(self, *, out) -> None:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise GankitError("--logger tensorboard needs the tensorboard package: pip install tensorboard") from None
-        self.writer = SummaryWriter(log_dir=str(Path(out) / "tensorboard"))
+        self._summary_writer = SummaryWriter
+        self.log_dir = str(Path(out) / "tensorboard")
+        self.writer = None
+
+    def _open(self, *, after_step: int) -> None:
+        # purge_step hides the events at that step and later: the run logs the steps after ``after_step`` again.
+        self.close()
+        self.writer = self._summary_writer(log_dir=self.log_dir, purge_step=after_step + 1 if after_step > 0 else None)
 
     def handle(self, event) -> None:
         if event.name == "start":
-            self.writer.add_text("config", "```\n" + json.dumps(event.data, indent=2, default=str) + "\n```", 0)
+            self._open(after_step=event.step)
+            self.writer.add_text("config", "```\n" + json.dumps(event.data, indent=2, default=str) + "\n```", event.step)
+        elif event.name == "divergence":
+            self._open(after_step=event.data["to_step"])
+        if self.writer is None:
+            return
         values = event.data if event.name == "log" else event.data.get("values", {}) if event.name == "eval" else {}
         prefix = "train" if event.name == "log" else "eval"
         for key, value in values.items():
@@ -67,8 +131,10 @@ class TensorBoardLogger(Logger):
                 self.writer.add_scalar(f"{prefix}/{key}", value, event.step)
 
     def close(self) -> None:
-        self.writer.flush()
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.flush()
+            self.writer.close()
+            self.writer = None
 
 
 @gankit.hookimpl
