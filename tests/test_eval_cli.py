@@ -191,6 +191,26 @@ def test_tensorboard_logger_writes_scalars_and_hides_the_steps_a_resume_logs_aga
     assert [s.value for s in scalars] == pytest.approx([r["d_loss"] for r in jsonl], rel=1e-6)
 
 
+@pytest.mark.skipif(importlib.util.find_spec("tensorboard") is None, reason="tensorboard is not installed")
+def test_tensorboard_logger_hides_the_steps_after_a_rollback(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from gankit.builtins.loggers import TensorBoardLogger
+    from gankit.engine import Event
+
+    logger = TensorBoardLogger(out=tmp_path)
+    logger.handle(Event("start", 0, {}))
+    for step in (1, 2, 3, 4):
+        logger.handle(Event("log", step, {"d_loss": float(step)}))
+    logger.handle(Event("divergence", 4, {"to_step": 2, "lr_factor": 0.5}))
+    for step in (3, 4):
+        logger.handle(Event("log", step, {"d_loss": -float(step)}))
+    logger.close()
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert [(s.step, s.value) for s in events.Scalars("train/d_loss")] == [(1, 1.0), (2, 2.0), (3, -3.0), (4, -4.0)]
+
+
 class RecordingPlugin:
     class Recorder(Logger):
         events: list = []

@@ -111,17 +111,17 @@ class TensorBoardLogger(Logger):
         self.log_dir = str(Path(out) / "tensorboard")
         self.writer = None
 
-    def _open(self, *, after_step: int) -> None:
-        # purge_step hides the events at that step and later: the run logs the steps after ``after_step`` again.
+    def _open(self, *, purge_step: int | None) -> None:
+        # TensorBoard hides the events at ``purge_step`` and later, which the run is about to log again.
         self.close()
-        self.writer = self._summary_writer(log_dir=self.log_dir, purge_step=after_step + 1 if after_step > 0 else None)
+        self.writer = self._summary_writer(log_dir=self.log_dir, purge_step=purge_step)
 
     def handle(self, event) -> None:
         if event.name == "start":
-            self._open(after_step=event.step)
+            self._open(purge_step=event.step + 1 if event.step > 0 else None)  # a fresh run has nothing to hide
             self.writer.add_text("config", "```\n" + json.dumps(event.data, indent=2, default=str) + "\n```", event.step)
         elif event.name == "divergence":
-            self._open(after_step=event.data["to_step"])
+            self._open(purge_step=event.data["to_step"] + 1)
         if self.writer is None:
             return
         values = event.data if event.name == "log" else event.data.get("values", {}) if event.name == "eval" else {}
