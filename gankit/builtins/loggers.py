@@ -90,9 +90,13 @@ def _drop_csv_rows_after(path: Path, step: int) -> None:
     if len(kept) == len(rows):
         return
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "w", newline="", encoding="utf-8") as out:
-        csv.writer(out).writerows(kept)
-    os.replace(temporary, path)
+    try:
+        with os.fdopen(handle, "w", newline="", encoding="utf-8") as out:
+            csv.writer(out).writerows(kept)
+        os.replace(temporary, path)
+    except BaseException:  # a failed rewrite leaves the old file and no stray temporary
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 class TensorBoardLogger(Logger):
