@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -47,6 +48,8 @@ def write_atomic(path: str | Path, content: bytes | str) -> Path:
     data = content.encode("utf-8") if isinstance(content, str) else content
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates the file 0600; run files get the mode any new file gets under the user's umask.
+        os.chmod(temporary, new_file_mode())
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -57,6 +60,26 @@ def write_atomic(path: str | Path, content: bytes | str) -> Path:
         raise
     _fsync_folder(path.parent)
     return path
+
+
+def new_file_mode() -> int:
+    """The mode ``open()`` gives a new file under this process's umask (0644 under the usual 022)."""
+    return 0o666 & ~_current_umask()
+
+
+def _current_umask() -> int:
+    # Linux reports the umask without changing it; os.umask can only read it by setting it, which would
+    # briefly affect files other threads create.
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -77,68 +100,260 @@ class PickleRefused(GankitError):
 
 
 class DamagedCheckpoint(GankitError):
-    """A checkpoint file that is truncated, corrupted or not a gankit checkpoint."""
+    """A checkpoint that cannot be used: truncated, corrupted, not a regular file, unreadable, holding a
+    dtype gankit does not load, or metadata of the wrong shape. ``--resume`` skips such a file."""
 
 
 # Suffixes of files that are pickles in the PyTorch world; named in messages when a folder holds only these.
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
 
+# safetensors' own reader refuses headers above 100 MB; a larger length is damage, not a header.
+MAX_HEADER_BYTES = 100_000_000
 
-def _refuse_pickle(path: Path, head: bytes) -> None:
-    # torch.save writes a zip archive ("PK") holding a pickle, or (legacy format) a bare pickle (protocol
-    # 2+ starts with 0x80). Both are recognised from their first bytes, never by unpickling.
-    if head.startswith(b"PK") or head[:1] == b"\x80":
-        raise PickleRefused(
-            f"{path} is a pickle (torch.save) file; gankit reads only its own safetensors checkpoints "
-            "and never unpickles a file"
-        )
+# safetensors dtypes gankit loads, with their sizes in bytes. Complex tensors would lose their imaginary
+# part when loaded into real weights, and the others have no torch equivalent: such files are refused.
+SUPPORTED_DTYPES = {
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
+}
+
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
-def _check_safetensors_head(path: Path, head: bytes, size: int) -> None:
-    # safetensors: an 8-byte little-endian header length, then a JSON header starting with "{".
+def _file_kind(mode: int) -> str:
+    return next((kind for test, kind in _FILE_KINDS if test(mode)), "not a regular file")
+
+
+def _open_regular(path: Path):
+    """Open ``path`` for reading only if it is a regular file: a FIFO would block forever and a device
+    would never end. Opened without blocking, then checked on the descriptor, so a swap cannot slip past."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise DamagedCheckpoint(f"cannot read checkpoint {path}: it is a link to a missing file") from None
+        raise GankitError(f"checkpoint not found: {path}") from None
+    except IsADirectoryError:
+        raise DamagedCheckpoint(f"{path} is a folder, not a checkpoint file") from None
+    except OSError as error:
+        raise DamagedCheckpoint(f"cannot read checkpoint {path}: {error.strerror}") from None
+    mode = os.fstat(descriptor).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(descriptor)
+        raise DamagedCheckpoint(f"{path} is {_file_kind(mode)}, not a checkpoint file")
+    return os.fdopen(descriptor, "rb")
+
+
+def _is_pickle(head: bytes) -> bool:
+    # torch.save writes a zip archive ("PK\x03\x04") holding a pickle, or (legacy format) a bare pickle
+    # (protocol 2 to 5 starts with 0x80 and the protocol number). Recognised by bytes, never by unpickling.
+    return head[:4] in (b"PK\x03\x04", b"PK\x05\x06") or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"))
+
+
+def _read_header(path: Path, handle, size: int) -> dict[str, Any]:
+    """The safetensors header of an open checkpoint, checked entry by entry.
+
+    The file's own structure is recognised first: an 8-byte little-endian header length, then ``{``. Its
+    first byte is the length's low byte, which may well be 0x80 or "P": only a file without that structure
+    is examined as a pickle.
+    """
+    head = handle.read(9)
     if len(head) < 9:
         raise DamagedCheckpoint(f"checkpoint {path} is truncated ({size} bytes)")
     header_length = int.from_bytes(head[:8], "little")
     if head[8:9] != b"{":
+        if _is_pickle(head):
+            raise PickleRefused(
+                f"{path} is a pickle (torch.save) file; gankit reads only its own safetensors checkpoints "
+                "and never unpickles a file"
+            )
         raise DamagedCheckpoint(f"{path} is not a safetensors checkpoint (unrecognised content)")
+    if header_length > MAX_HEADER_BYTES:
+        raise DamagedCheckpoint(f"checkpoint {path} is corrupted (its header length {header_length} is not plausible)")
     if 8 + header_length > size:
         raise DamagedCheckpoint(f"checkpoint {path} is truncated ({size} bytes, header alone needs {8 + header_length})")
+    text = head[8:] + handle.read(header_length - 1)
+    try:
+        # Valid JSON that starts with "{" is an object.
+        header = json.loads(text.decode("utf-8"), object_pairs_hook=_refuse_duplicate_keys)
+    except (UnicodeDecodeError, ValueError) as error:  # json.JSONDecodeError is a ValueError
+        raise DamagedCheckpoint(f"checkpoint {path} has a damaged header ({_short(str(error))})") from None
+    _check_tensor_entries(path, header, size - 8 - header_length)
+    return header
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json.loads keeps the last of two equal keys; in a checkpoint that would silently drop a tensor or a value.
+    document = {}
+    for key, value in pairs:
+        if key in document:
+            raise _DuplicateKey(f"the key {_short(key)!r} appears twice")
+        document[key] = value
+    return document
+
+
+def _check_tensor_entries(path: Path, header: dict[str, Any], data_size: int) -> None:
+    for name, entry in header.items():
+        if name == "__metadata__":
+            if not isinstance(entry, dict) or not all(isinstance(value, str) for value in entry.values()):
+                raise DamagedCheckpoint(f"checkpoint {path} has a damaged header (__metadata__ is not a table of strings)")
+            continue
+        where = f"checkpoint {path}: tensor {_short(name)!r}"
+        if not isinstance(entry, dict):
+            raise DamagedCheckpoint(f"{where} has a damaged header entry")
+        dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+        if dtype not in SUPPORTED_DTYPES:
+            kind = " (complex numbers)" if isinstance(dtype, str) and dtype.startswith("C") else ""
+            raise DamagedCheckpoint(
+                f"{where} has dtype {_short(str(dtype))}{kind}, which gankit does not load "
+                f"(supported: {', '.join(SUPPORTED_DTYPES)})"
+            )
+        if not (isinstance(shape, list) and all(_is_int(n) and n >= 0 for n in shape)):
+            raise DamagedCheckpoint(f"{where} has a damaged shape ({_short(repr(shape))})")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(n) for n in offsets)
+                and 0 <= offsets[0] <= offsets[1] <= data_size):
+            raise DamagedCheckpoint(f"{where} lies outside the file (offsets {_short(repr(offsets))}, {data_size} data bytes)")
+        if offsets[1] - offsets[0] != math.prod(shape) * SUPPORTED_DTYPES[dtype]:
+            raise DamagedCheckpoint(f"{where} does not fit its shape {tuple(shape)} and dtype {dtype}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _short(text: str, limit: int = 80) -> str:
+    """``text`` cut to about ``limit`` characters: a damaged file must not produce a megabyte error line."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a checkpoint's tensors and metadata; any problem is a one-line GankitError."""
+    """Read a checkpoint's tensors and metadata; any problem is a one-line GankitError (a DamagedCheckpoint
+    for a file that exists but cannot be used, a PickleRefused for a pickle)."""
     from safetensors import safe_open
 
     path = Path(path)
-    if not path.exists():
-        raise GankitError(f"checkpoint not found: {path}")
-    if path.is_dir():
-        raise GankitError(f"{path} is a folder, not a checkpoint file")
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(16)
-        size = path.stat().st_size
-    except OSError as error:
-        raise GankitError(f"cannot read checkpoint {path}: {error.strerror}") from None
-    _refuse_pickle(path, head)
-    _check_safetensors_head(path, head, size)
+    with _open_regular(path) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        header = _read_header(path, handle, size)
     try:
         tensors = {}
-        with safe_open(str(path), framework="pt") as handle:
-            header = handle.metadata() or {}
-            for name in handle.keys():
-                tensors[name] = handle.get_tensor(name)
+        with safe_open(str(path), framework="pt") as reader:
+            for name in reader.keys():
+                tensors[name] = reader.get_tensor(name)
     except Exception as error:  # safetensors raises several types for damaged files
         raise DamagedCheckpoint(f"checkpoint {path} is truncated or corrupted ({type(error).__name__})") from None
-    if header.get("format") != FORMAT:
+    if set(tensors) != set(header) - {"__metadata__"}:  # the file changed while it was read
+        raise DamagedCheckpoint(f"checkpoint {path} changed while it was read")
+    stored = header.get("__metadata__", {})
+    if stored.get("format") != FORMAT:
         raise DamagedCheckpoint(f"{path} is a safetensors file but not a gankit checkpoint")
     try:
-        metadata = json.loads(header["gankit"])
-    except (KeyError, json.JSONDecodeError):
+        metadata = json.loads(stored["gankit"], object_pairs_hook=_refuse_duplicate_keys)
+    except (KeyError, ValueError):
         raise DamagedCheckpoint(f"checkpoint {path} has damaged metadata") from None
-    if not isinstance(metadata, dict) or not isinstance(metadata.get("step"), int):
-        raise DamagedCheckpoint(f"checkpoint {path} has damaged metadata (no step)")
+    check_metadata(path, metadata)
     return tensors, metadata
+
+
+def _non_negative_int(value: Any) -> bool:
+    return _is_int(value) and value >= 0
+
+
+def _positive_int(value: Any) -> bool:
+    return _is_int(value) and value > 0
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _python_rng_state(value: Any) -> bool:
+    import random
+
+    if not (isinstance(value, list) and len(value) == 3 and isinstance(value[1], list)):
+        return False
+    try:  # a scratch generator: Python itself knows which states are valid
+        random.Random().setstate((value[0], tuple(value[1]), value[2]))
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return True
+
+
+# What each metadata entry that sample, eval and resume read must look like (when present; the reader
+# says when one it needs is missing): (check, what the entry must be).
+METADATA_SHAPES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "step": (_non_negative_int, "a non-negative integer"),
+    "shape": (lambda v: isinstance(v, list) and len(v) > 0 and all(_positive_int(n) for n in v), "a list of positive integers"),
+    "z_dim": (_positive_int, "a positive integer"),
+    "config": (lambda v: isinstance(v, dict), "a table"),
+    "states": (lambda v: isinstance(v, dict), "a table"),
+    "batches": (
+        lambda v: isinstance(v, dict) and _non_negative_int(v.get("epoch")) and _non_negative_int(v.get("position")),
+        '{"epoch": N, "position": N}',
+    ),
+    "rng_python": (_python_rng_state, "a Python random state [version, [integers], gauss]"),
+    "interval": (lambda v: v is None or (isinstance(v, dict) and _non_negative_int(v.get("count", 0))), '{"count": N}'),
+    "guard": (
+        lambda v: v is None or (
+            isinstance(v, dict) and _non_negative_int(v.get("rollbacks", 0))
+            and (v.get("streak") is None or (isinstance(v["streak"], list) and len(v["streak"]) == 2
+                                             and _is_int(v["streak"][0]) and _number(v["streak"][1])))
+        ),
+        '{"rollbacks": N, "streak": null or [step, loss]}',
+    ),
+    "best": (
+        lambda v: v is None or (isinstance(v, dict) and isinstance(v.get("metric"), str) and _number(v.get("value"))
+                                and _non_negative_int(v.get("step"))),
+        'null or {"metric": name, "value": number, "step": N}',
+    ),
+}
+
+
+def check_metadata(path: Path, metadata: Any) -> None:
+    """Refuse metadata of the wrong shape in one line, before anything reads it."""
+    if not isinstance(metadata, dict):
+        raise DamagedCheckpoint(f"checkpoint {path} has damaged metadata (not a JSON object)")
+    if "step" not in metadata:
+        raise DamagedCheckpoint(f"checkpoint {path} has damaged metadata (no step)")
+    for key, (fits, expected) in METADATA_SHAPES.items():
+        if key in metadata and not fits(metadata[key]):
+            raise DamagedCheckpoint(
+                f"checkpoint {path} has damaged metadata: {key} must be {expected}, got {_short(json.dumps(metadata[key]))}"
+            )
+    _check_recorded_config(path, metadata.get("config", {}))
+
+
+def _check_recorded_config(path: Path, config: dict[str, Any]) -> None:
+    # The run's settings, checked as a config file's would be; keys this version does not know are left
+    # alone (a newer gankit may have written them).
+    from gankit.config import RunConfig
+
+    known = set(RunConfig.keys())
+    try:
+        RunConfig().update({key: value for key, value in config.items() if key in known}, source="config")
+    except GankitError as error:
+        raise DamagedCheckpoint(f"checkpoint {path} has damaged metadata: {_short(str(error), 200)}") from None
+
+
+def require_finite(path: Path, tensors: dict[str, torch.Tensor], prefixes: tuple[str, ...]) -> None:
+    """Refuse a checkpoint whose weights under ``prefixes`` hold NaN or Inf, naming the first such tensor."""
+    from gankit.divergence import nonfinite_tensors
+
+    named = [(name, tensor) for name, tensor in tensors.items() if name.split(".", 1)[0] in prefixes]
+    bad = nonfinite_tensors(named)
+    if bad:
+        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+        raise DamagedCheckpoint(f"checkpoint {path} holds NaN or Inf in {bad[0]}{more}; its weights are unusable")
 
 
 def prefixed(prefix: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -212,24 +427,18 @@ def checkpoint_step(path: str | Path) -> int:
     return int(Path(path).name[len("step-") :].split(".", 1)[0])
 
 
-def list_checkpoints(folder: str | Path) -> list[Path]:
-    """A run's checkpoints, oldest first (temporary files from an interrupted write are ignored)."""
-    folder = Path(folder)
+def _named_checkpoints(folder: Path) -> list[Path]:
+    """Every entry named like a step checkpoint, oldest first, whatever kind of file it is."""
     if not folder.is_dir():
         return []
     found = [p for p in folder.glob("step-*.safetensors") if p.name[len("step-") :].split(".", 1)[0].isdigit()]
     return sorted(found, key=checkpoint_step)
 
 
-def find_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or the newest checkpoint of a run folder."""
-    path = Path(path)
-    if path.is_dir():
-        found = list_checkpoints(path / "checkpoints") or list_checkpoints(path)
-        if not found:
-            raise GankitError(f"no checkpoint in {path}{_pickles_note(path)}")
-        return found[-1]
-    return path
+def list_checkpoints(folder: str | Path) -> list[Path]:
+    """A run's checkpoints, oldest first: regular files only (temporary files from an interrupted write, and
+    folders, FIFOs or broken links that merely carry the name, are left out and never touched)."""
+    return [path for path in _named_checkpoints(Path(folder)) if path.is_file()]
 
 
 def _pickles_note(folder: Path) -> str:
@@ -242,24 +451,35 @@ def _pickles_note(folder: Path) -> str:
     return f" (only {', '.join(pickles[:3])}: pickle files, which gankit never loads)"
 
 
-def newest_loadable_checkpoint(run_dir: str | Path, warn: Callable[[str], None]) -> tuple[Path, dict, dict]:
+def newest_loadable_checkpoint(
+    run_dir: str | Path,
+    warn: Callable[[str], None],
+    *,
+    usable: Callable[[Path, dict, dict], None] | None = None,
+) -> tuple[Path, dict, dict]:
     """The newest checkpoint of a run that loads: ``(path, tensors, metadata)``.
 
-    A damaged newest file (a disk that filled up, a copy cut short) is skipped with a warning and the
-    previous one used. A pickle is never skipped quietly: it is refused, as everywhere.
+    Checkpoints are looked for in ``run_dir/checkpoints`` (``run_dir`` itself when it has no such folder). A newest file that
+    cannot be used (cut short, damaged metadata, a folder, a FIFO or a link loop under its name, or refused
+    by ``usable``, which raises DamagedCheckpoint) is skipped with a one-line warning and the previous one
+    used. A pickle is never skipped quietly: it is refused, as everywhere.
     """
     run_dir = Path(run_dir)
-    found = list_checkpoints(run_dir / "checkpoints")
+    folder = run_dir / "checkpoints" if (run_dir / "checkpoints").is_dir() else run_dir
+    found = _named_checkpoints(folder)
     if not found:
         raise GankitError(f"no checkpoint in {run_dir}{_pickles_note(run_dir)}")
     for path in reversed(found):
         try:
             tensors, metadata = load_checkpoint(path)
+            if usable is not None:
+                usable(path, tensors, metadata)
         except DamagedCheckpoint as error:
+            last_problem = str(error)
             warn(f"skipping {path.name}: {error}")
             continue
         return path, tensors, metadata
-    raise GankitError(f"every checkpoint in {run_dir / 'checkpoints'} is damaged; the run cannot be resumed")
+    raise GankitError(f"no usable checkpoint in {folder} (the oldest: {last_problem})")
 
 
 def prune_checkpoints(folder: str | Path, keep: int) -> list[Path]:

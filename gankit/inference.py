@@ -1,30 +1,39 @@
 """Using a trained generator: rebuild it from a checkpoint and draw samples."""
 from __future__ import annotations
 
+import functools
+import warnings
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
-from gankit.checkpoint import find_checkpoint, load_checkpoint, unprefixed
-from gankit.errors import GankitError
+from gankit.checkpoint import DamagedCheckpoint, load_checkpoint, newest_loadable_checkpoint, require_finite, unprefixed
+from gankit.errors import GankitError, GankitWarning
 from gankit.registry import Registry, default_registry
 
 
-def load_generator(path: str | Path, *, registry: Registry | None = None, device: str = "cpu", ema: bool = True):
-    """The generator of a checkpoint (a file, or a run folder's newest), in eval mode, and its metadata.
+def _warn(message: str) -> None:
+    warnings.warn(message, GankitWarning, stacklevel=3)
+
+
+def load_generator(path: str | Path, *, registry: Registry | None = None, device: str = "cpu", ema: bool = True,
+                   warn: Callable[[str], None] | None = None):
+    """The generator of a checkpoint (a file, or a run folder's newest usable one), in eval mode, and its metadata.
 
     A checkpoint of a run with ``--ema`` holds the averaged generator too; it is used unless ``ema`` is False
-    (``metadata["ema_used"]`` says which weights were loaded).
+    (``metadata["ema_used"]`` says which weights were loaded). In a run folder, a newest checkpoint that
+    cannot be used is skipped with a one-line ``warn``; a file named directly is used or refused.
     """
     registry = registry or default_registry()
-    path = find_checkpoint(path)
-    tensors, metadata = load_checkpoint(path)
-    try:
-        spec = metadata["config"]["arch"]
-        shape = tuple(metadata["shape"])
-        z_dim = int(metadata["z_dim"])
-    except (KeyError, TypeError, ValueError):
-        raise GankitError(f"checkpoint {path} lacks the architecture, shape or z_dim in its metadata") from None
+    path = Path(path)
+    usable = functools.partial(_check_sampleable, ema=ema)
+    if path.is_dir():
+        path, tensors, metadata = newest_loadable_checkpoint(path, warn or _warn, usable=usable)
+    else:
+        tensors, metadata = load_checkpoint(path)
+        usable(path, tensors, metadata)
+    spec, shape, z_dim = metadata["config"]["arch"], tuple(metadata["shape"]), metadata["z_dim"]
     generator, _ = registry.build("architecture", spec, shape=shape, z_dim=z_dim).value
     averaged = unprefixed("generator_ema", tensors) if ema else {}
     if averaged:
@@ -34,6 +43,15 @@ def load_generator(path: str | Path, *, registry: Registry | None = None, device
     generator.to(device).eval()
     metadata = {**metadata, "ema_used": bool(averaged), "path": str(path)}
     return generator, metadata
+
+
+def _check_sampleable(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any], *, ema: bool) -> None:
+    # load_checkpoint has checked the types of the entries present; these must be present too.
+    if "arch" not in metadata.get("config", {}) or "shape" not in metadata or "z_dim" not in metadata:
+        raise DamagedCheckpoint(f"checkpoint {path} lacks the architecture, shape or z_dim in its metadata")
+    weights = "generator_ema" if ema and unprefixed("generator_ema", tensors) else "generator"
+    # NaN weights would sample an all-black picture and exit 0.
+    require_finite(path, tensors, (weights,))
 
 
 def load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:

@@ -23,6 +23,7 @@ from gankit.checkpoint import (
     load_checkpoint,
     newest_loadable_checkpoint,
     remove_partial_writes,
+    require_finite,
     unprefixed,
     write_atomic,
 )
@@ -36,6 +37,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # Config keys ``--resume`` may change: they do not alter what the next step computes.
 RESUME_OVERRIDABLE = ("steps", "on_divergence", "keep_checkpoints")
+
+# What a checkpoint must hold to continue training from it (load_checkpoint checks the types).
+RESUME_METADATA = ("states", "batches", "rng_python")
+RNG_TENSORS = ("rng.torch", "rng.noise")
+NETWORK_PREFIXES = ("generator", "discriminator", "generator_ema")
 
 
 def _warn(message: str) -> None:
@@ -80,7 +86,7 @@ def resume_trainer(
     run_dir = Path(run_dir)
     warn = warn or _warn
     config = read_run_config(run_dir, overrides)
-    path, tensors, metadata = newest_loadable_checkpoint(run_dir, warn)
+    path, tensors, metadata = newest_loadable_checkpoint(run_dir, warn, usable=check_resumable)
     step = metadata["step"]
     if config.steps <= step:
         if overrides and overrides.get("steps") is not None:
@@ -94,6 +100,19 @@ def resume_trainer(
         remove_partial_writes(run_dir / "checkpoints")
     trainer.resumed_from = path
     return trainer
+
+
+def check_resumable(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
+    """Refuse (as DamagedCheckpoint, so that resume and rollback move on to an older one) a checkpoint that
+    lacks what training continues from, or whose weights hold NaN or Inf."""
+    missing = [key for key in RESUME_METADATA if key not in metadata] + [name for name in RNG_TENSORS if name not in tensors]
+    if missing:
+        raise DamagedCheckpoint(f"checkpoint {path} lacks {missing[0]!r}; it cannot be resumed")
+    size = torch.get_rng_state().numel()
+    for name in RNG_TENSORS:
+        if tensors[name].dtype != torch.uint8 or tensors[name].numel() != size:
+            raise DamagedCheckpoint(f"checkpoint {path} holds a damaged random state {name} (not {size} bytes)")
+    require_finite(path, tensors, NETWORK_PREFIXES)
 
 
 def restore_trainer(trainer: Trainer, tensors: dict[str, torch.Tensor], metadata: dict[str, Any], *, source) -> None:
@@ -147,6 +166,7 @@ def rollback(trainer: Trainer, *, at_or_before: int | None, lr_factor: float, an
     for path in reversed(found):
         try:
             tensors, metadata = load_checkpoint(path)
+            check_resumable(path, tensors, metadata)
             break
         except DamagedCheckpoint:
             continue
