@@ -32,6 +32,9 @@ class OneLineErrors(TyperGroup):
     """Every error ends as one ``Error: ...`` line and a non-zero exit, never a traceback or a box."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        from gankit.signals import restore_sigterm, stop_on_sigterm
+
+        previous_sigterm = stop_on_sigterm()  # outside training, SIGTERM stops as Ctrl-C does, cleaning up
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
             code = result if isinstance(result, int) else 0
@@ -48,9 +51,21 @@ class OneLineErrors(TyperGroup):
             if os.environ.get("GANKIT_DEBUG"):
                 raise
             code = _error(f"unexpected {type(error).__name__}: {error} (set GANKIT_DEBUG=1 for the traceback)", 1)
+        finally:
+            restore_sigterm(previous_sigterm)
         if standalone_mode:
             sys.exit(code)
         return code
+
+    def invoke(self, ctx):
+        # Typer turns Ctrl-C into a silent exit 130: say what was stopped first (e.g. the cache build).
+        from gankit.signals import INTERRUPTED_EXIT_CODE, Interrupted
+
+        try:
+            return super().invoke(ctx)
+        except Interrupted as stop:
+            click.echo(f"Interrupted: {stop}", err=True)
+            raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):

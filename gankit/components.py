@@ -65,6 +65,16 @@ class DataSource:
     # True: the engine mirrors each image left-right with probability 1/2 per epoch (seeded, so resumable).
     horizontal_flip: bool = False
 
+    @classmethod
+    def planned_shape(cls, **options):
+        """The shape the source will have when built with these options (the factory's keyword arguments),
+        found without reading any data; ``None`` (the default) when only building tells.
+
+        The engine checks the architecture and the memory against it before the data is decoded, so that a
+        wrong size fails at once rather than after minutes. Raise ``GankitError`` for options that cannot work.
+        """
+        return None
+
     def __len__(self) -> int:
         raise NotImplementedError
 

@@ -37,6 +37,7 @@ from gankit.distributed import Distributed
 from gankit.ema import GeneratorEMA
 from gankit.divergence import DivergenceGuard, nonfinite_tensors
 from gankit.errors import GankitError
+from gankit.memory import reserved
 from gankit.precision import (
     autocast,
     backward_and_step,
@@ -54,6 +55,8 @@ from gankit.samples import save_grid
 from gankit.signals import StopRequest, TrainingInterrupted
 
 SAMPLE_COUNT = 64
+# Per float32 parameter in training: the weight, its gradient and Adam's two moments.
+PARAMETER_BYTES = 4 * 4
 VECTOR_SAMPLE_COUNT = 1000  # points per sample plot of vector (e.g. 2-D) data
 
 
@@ -140,10 +143,11 @@ class Trainer:
     def _build(self) -> None:
         config = self.config
         registry = self.registry
-        data = registry.build(
-            "data", config.data, root=config.data_root, image_size=config.image_size, seed=config.seed,
-            cache=config.data_cache,
-        )
+        with reserved(self._check_before_data(), "the networks and their optimizer state"):
+            data = registry.build(
+                "data", config.data, root=config.data_root, image_size=config.image_size, seed=config.seed,
+                cache=config.data_cache,
+            )
         self.source: DataSource = data.value
         shape = tuple(int(s) for s in getattr(self.source, "shape", ()))
         if not shape:
@@ -229,6 +233,33 @@ class Trainer:
         # Generator EMA (after the memory-layout change, so the copy matches) and evaluation during training.
         self.ema = GeneratorEMA(self.generator, config.ema) if config.ema else None
         self.evaluator = build_training_evaluator(self)
+
+    def _check_before_data(self) -> int:
+        """Check the architecture against the data's planned shape before any data is decoded, and return the
+        bytes the networks will take in training (0 when the data source cannot tell its shape before building).
+
+        The networks are built on the meta device: no memory, no random draws, so seeded runs are unchanged.
+        """
+        config = self.config
+        component, options = self.registry.resolve("data", config.data)
+        planned = getattr(component.factory, "planned_shape", None)
+        if planned is None:
+            return 0
+        shape = planned(root=config.data_root, image_size=config.image_size, seed=config.seed, cache=config.data_cache, **options)
+        if not shape:
+            return 0
+        shape = tuple(int(s) for s in shape)
+        arch, arch_options = self.registry.resolve("architecture", config.arch)
+        try:
+            with torch.device("meta"):
+                networks = arch.factory(shape=shape, z_dim=config.z_dim, **arch_options)
+        except GankitError as error:
+            raise GankitError(f"architecture {config.arch!r} for data {component.name!r} of shape {shape}: {error}") from None
+        except Exception:  # a factory that cannot build on the meta device: the real build reports its own errors
+            return 0
+        modules = networks if isinstance(networks, tuple) else ()
+        parameters = sum(p.numel() for module in modules if isinstance(module, nn.Module) for p in module.parameters())
+        return parameters * PARAMETER_BYTES
 
     def _prepare_step_networks(self) -> None:
         """The modules and settings the training step runs with: memory layout, DDP, torch.compile, scalers.

@@ -1,7 +1,8 @@
 """Ctrl-C and SIGTERM during training: finish the current step, write a checkpoint, say how to resume.
 
 The first signal only sets a flag that the training loop reads after each step; a second one stops at
-once (KeyboardInterrupt), which is safe because checkpoints are written atomically.
+once (KeyboardInterrupt), which is safe because checkpoints are written atomically. Outside training
+(building a data cache) SIGTERM stops the process as Ctrl-C does, so that cleanup code runs, with one line.
 """
 from __future__ import annotations
 
@@ -30,6 +31,36 @@ class TrainingInterrupted(Exception):
     def message(self) -> str:
         where = f"checkpoint written to {self.checkpoint}" if self.checkpoint else "no checkpoint could be written"
         return f"{self.signal_name} received: stopped after step {self.step}, {where}"
+
+
+class Interrupted(KeyboardInterrupt):
+    """Stopped by a signal outside training; the message is the one line to print, ``signal_name`` the signal."""
+
+    def __init__(self, message: str, signal_name: str = "SIGINT") -> None:
+        super().__init__(message)
+        self.signal_name = signal_name
+
+
+def signal_name(stop: BaseException) -> str:
+    """The signal behind a KeyboardInterrupt: SIGINT unless :class:`Interrupted` says otherwise."""
+    return getattr(stop, "signal_name", "SIGINT")
+
+
+def _raise_terminated(number: int, frame) -> None:
+    raise Interrupted("SIGTERM received: stopped", "SIGTERM")
+
+
+def stop_on_sigterm() -> object:
+    """Make SIGTERM raise :class:`Interrupted` (so ``finally`` blocks remove temporary files) instead of killing
+    the process outright; returns the previous handler for :func:`restore_sigterm`. Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def restore_sigterm(previous: object) -> None:
+    if previous is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, previous)
 
 
 class StopRequest:

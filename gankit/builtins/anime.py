@@ -5,7 +5,9 @@ Built on the ``folder`` machinery: decoded once into the image cache, broken fil
 from __future__ import annotations
 
 import gankit
-from gankit.builtins.folder import ImageFiles, check_folder, scan_images
+from gankit.builtins.folder import ImageFiles, check_folder, image_shape, scan_images
+
+DEFAULT_SIZE = 96  # the article's
 
 
 class AnimeFaces(ImageFiles):
@@ -21,6 +23,7 @@ class AnimeFaces(ImageFiles):
         flip: bool = False,
         limit: int = 0,
     ) -> None:
+        self.planned_shape(image_size=image_size)
         folder = check_folder(
             root if root is not None else "faces",
             label="anime",
@@ -30,9 +33,13 @@ class AnimeFaces(ImageFiles):
         if limit > 0:
             files = files[:limit]
         self.load(
-            folder, files, skipped, label="anime", image_size=image_size or 96, flip=flip, cache=cache,
-            subset=f"first {limit}" if limit > 0 else "",
+            folder, files, skipped, label="anime", image_size=DEFAULT_SIZE if image_size is None else image_size,
+            flip=flip, cache=cache, subset=f"first {limit}" if limit > 0 else "",
         )
+
+    @classmethod
+    def planned_shape(cls, *, image_size=None, **_) -> tuple[int, int, int]:
+        return image_shape("anime", DEFAULT_SIZE if image_size is None else image_size, 3)
 
 
 @gankit.hookimpl

@@ -16,8 +16,9 @@ def supported_sizes(bases: tuple[int, ...], limit: int = 256) -> list[int]:
 
 def plan(size: int, *, bases: tuple[int, ...], name: str) -> tuple[int, int]:
     """``(base, stages)`` with ``size == base * 2**stages``, trying ``bases`` in order: the smallest feature map
-    and the number of stride-2 layers."""
-    for base in bases:
+    and the number of stride-2 layers. Only the sizes of :func:`supported_sizes` (a 512 would need seven stages
+    and 16 times the parameters of 256: refused, as the message says)."""
+    for base in bases if size in supported_sizes(bases) else ():
         stages, value = 0, size
         while value % 2 == 0 and value > base:
             value //= 2

@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 
 import gankit
-from gankit.cache import cache_directory
+from gankit.cache import cache_directory, cache_temporary, remove_stale_temporaries
 from gankit.components import DataSource
 from gankit.errors import GankitError
+from gankit.memory import require
+from gankit.signals import Interrupted, signal_name
 
 # Bump whenever the rendering changes, so that old cache files are no longer used.
 FORMAT_VERSION = 1
@@ -31,6 +32,7 @@ FORMAT_VERSION = 1
 DEFAULT_COUNT = 60000
 DEFAULT_IMAGE_SIZE = 32
 MIN_IMAGE_SIZE = 8
+MAX_IMAGE_SIZE = 2048  # larger is a typo: one digit would be 4 MB and take seconds to draw
 
 # Random numbers per image (the label, then _N_PARAMS shape parameters), drawn row by row from one
 # ``rng.random((count, 1 + _N_PARAMS))`` matrix, so that the first images of a larger dataset equal a
@@ -60,11 +62,14 @@ def _check_int(name: str, value, minimum: int) -> int:
 
 
 def _check_arguments(count, seed, image_size) -> tuple[int, int, int]:
-    return (
+    checked = (
         _check_int("count", count, 1),
         _check_int("dataset seed", seed, 0),
         _check_int("image_size", image_size, MIN_IMAGE_SIZE),
     )
+    if checked[2] > MAX_IMAGE_SIZE:
+        raise GankitError(f"digits: image_size must be at most {MAX_IMAGE_SIZE}, got {checked[2]}")
+    return checked
 
 
 # --- rendering ------------------------------------------------------------------------------------------
@@ -243,22 +248,14 @@ def _read_cache(path: Path, count: int, image_size: int):
 
 
 def _write_cache(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
-    """Write atomically: a temp file in the same folder, then ``os.replace``."""
+    """Write atomically: a locked temporary file in the same folder (removed if this fails), then ``os.replace``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), 0o644)  # mkstemp makes it 0600; a cache may be shared
-            np.savez_compressed(handle, images=images, labels=labels)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        try:
-            os.unlink(temp_name)
-        except OSError:
-            pass
-        raise
+    with cache_temporary(path) as (handle, temp):
+        with os.fdopen(os.dup(handle), "wb") as stream:
+            np.savez_compressed(stream, images=images, labels=labels)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp, path)
 
 
 def load_digits(count: int = DEFAULT_COUNT, *, seed: int = 0, image_size: int = DEFAULT_IMAGE_SIZE,
@@ -269,14 +266,23 @@ def load_digits(count: int = DEFAULT_COUNT, *, seed: int = 0, image_size: int = 
     """
     count, seed, image_size = _check_arguments(count, seed, image_size)
     path = cache_path(count, seed=seed, image_size=image_size, cache_dir=cache_dir)
+    remove_stale_temporaries(path.parent)
     cached = _read_cache(path, count, image_size)
     if cached is not None:
         return cached
-    images, labels = render_digits(count, seed=seed, image_size=image_size, progress=progress)
+    # Each digit: its pixels, a label and ten float64 shape parameters while rendering.
+    require(count * (image_size * image_size + 81), f"{count} digits of {image_size}x{image_size}", label="digits")
     try:
-        _write_cache(path, images, labels)
-    except OSError:
-        pass
+        images, labels = render_digits(count, seed=seed, image_size=image_size, progress=progress)
+        try:
+            _write_cache(path, images, labels)
+        except OSError:
+            pass
+    except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: no temporary file is left; say so in one line
+        raise Interrupted(
+            f"{signal_name(stop)} received while rendering the digits dataset: stopped, no partial cache left",
+            signal_name(stop),
+        ) from None
     return images, labels
 
 
@@ -305,6 +311,11 @@ class DigitsDataSource(DataSource):
         self.dataset_seed = dataset_seed
         self._images = torch.from_numpy(images)
         self.labels = torch.from_numpy(labels)
+
+    @classmethod
+    def planned_shape(cls, *, image_size=None, count: int = DEFAULT_COUNT, dataset_seed: int = 0, **_):
+        _, _, size = _check_arguments(count, dataset_seed, DEFAULT_IMAGE_SIZE if image_size is None else image_size)
+        return (1, size, size)
 
     def __len__(self) -> int:
         return self._images.shape[0]

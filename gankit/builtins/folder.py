@@ -21,6 +21,7 @@ import gankit
 from gankit.components import DataSource
 from gankit.errors import GankitError, GankitWarning
 from gankit.imagecache import ImageFile, UnusableImage, load_images
+from gankit.memory import require
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
 DEFAULT_IMAGE_SIZE = 64
@@ -29,7 +30,10 @@ NAMED_SKIPS = 3
 # Below this many files a build takes about a second: no progress bar.
 _PROGRESS_THRESHOLD = 500
 # Bump when read_image's output changes for the same file and settings (part of the cache key).
-DECODER_VERSION = 1
+# 2: 16-bit images scaled by their mode's range, not by their values.
+DECODER_VERSION = 2
+# Larger sizes are a typo (4096): even one image would be 50 MB decoded.
+MAX_IMAGE_SIZE = 2048
 
 
 # -- finding files ---------------------------------------------------------------------------------------
@@ -153,12 +157,9 @@ def _to_channels(image, channels: int):
     target = "L" if channels == 1 else "RGB"
     mode = image.mode
     if mode.startswith("I") or mode == "F":
-        # 16-bit and 32-bit samples: Pillow's convert("L") clips at 255; scale the range down instead.
-        values = np.asarray(image).astype(np.float64)
-        if mode == "F" and values.size and values.max() <= 1.0:
-            values = values * 255.0
-        elif values.size and values.max() > 255:
-            values = values / 257.0
+        # 16-bit and 32-bit samples: Pillow's convert("L") clips at 255; scale the mode's full range down instead.
+        # The scale comes from the mode alone: guessing from the values turns a dark 16-bit image white.
+        values = np.asarray(image).astype(np.float64) * (255.0 / _full_scale(mode, image.format))
         image = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
         return image.convert(target)
     has_alpha = "A" in mode or "a" in mode or "transparency" in image.info
@@ -167,6 +168,17 @@ def _to_channels(image, channels: int):
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert(target)
     return image if mode == target else image.convert(target)
+
+
+def _full_scale(mode: str, file_format) -> float:
+    """The value of white for a single-channel mode with more than 8 bits: 65535 for the 16-bit family (``I;16``,
+    ``I;16B``...; and ``I`` from a PNG, as older Pillow opens 16-bit PNGs), 2**31 - 1 for other 32-bit integer
+    images, 1.0 for float images."""
+    if mode == "F":
+        return 1.0
+    if mode.startswith("I;16") or (mode == "I" and file_format == "PNG"):
+        return 65535.0
+    return float(2**31 - 1)
 
 
 def _fit(image, size: int):
@@ -219,6 +231,17 @@ def progress_bar(description: str, total: int) -> Iterator[Optional[callable]]:
             progress.stop()
 
 
+def image_shape(label: str, image_size, channels) -> tuple[int, int, int]:
+    """``(channels, size, size)``, or a one-line error for a channel count or size no decoder can serve."""
+    if isinstance(channels, bool) or channels not in (1, 3):
+        raise GankitError(f"{label}: channels must be 1 (grayscale) or 3 (RGB), got {channels}")
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 4:
+        raise GankitError(f"{label}: image size must be an integer of at least 4 pixels, got {image_size}")
+    if image_size > MAX_IMAGE_SIZE:
+        raise GankitError(f"{label}: image size must be at most {MAX_IMAGE_SIZE} pixels, got {image_size}")
+    return channels, image_size, image_size
+
+
 def describe_skips(label: str, skipped: Sequence[tuple[str, str]], total: int) -> str:
     """One line: how many files were skipped, naming the first few with their reasons."""
     named = ", ".join(f"{name} ({reason})" for name, reason in skipped[:NAMED_SKIPS])
@@ -250,13 +273,12 @@ class ImageFiles(DataSource):
     ) -> None:
         """Decode ``files`` (found under ``folder``) or read them from the cache. ``subset`` names a selection
         of the folder's files (a split, a limit): each selection keeps its own cache file."""
-        if channels not in (1, 3):
-            raise GankitError(f"{label}: channels must be 1 (grayscale) or 3 (RGB), got {channels}")
-        if image_size < 4:
-            raise GankitError(f"{label}: image size must be at least 4 pixels, got {image_size}")
+        shape = image_shape(label, image_size, channels)
         if not files and not scan_skipped:
             suffixes = ", ".join(IMAGE_SUFFIXES)
             raise GankitError(f"{label} data folder {str(folder)!r} holds no images ({suffixes})")
+        # The decoded images must fit in memory beside the networks (gankit.memory), or fail now, not after decoding.
+        require(len(files) * int(np.prod(shape)), f"{len(files)} images of {channels}x{image_size}x{image_size}", label=label)
         settings = {"decoder": DECODER_VERSION, "size": image_size, "channels": channels, "subset": subset}
         decode = lambda path: read_image(path, size=image_size, channels=channels)  # noqa: E731
         with progress_bar(f"decoding {label} images (once)", len(files)) as progress:
@@ -313,14 +335,20 @@ class FolderImages(ImageFiles):
     ) -> None:
         if root is None:
             raise GankitError("the folder data source needs --data-root PATH (the folder of images)")
+        self.planned_shape(image_size=image_size, channels=channels)
         folder = check_folder(root, label="folder", hint="point --data-root at a folder of images")
         files, skipped = scan_images(folder)
         if limit > 0:
             files = files[:limit]
         self.load(
-            folder, files, skipped, label="folder", image_size=image_size or DEFAULT_IMAGE_SIZE, channels=channels,
+            folder, files, skipped, label="folder", image_size=DEFAULT_IMAGE_SIZE if image_size is None else image_size, channels=channels,
             flip=flip, cache=cache, cache_dir=cache_dir, subset=f"first {limit}" if limit > 0 else "",
         )
+
+
+    @classmethod
+    def planned_shape(cls, *, image_size=None, channels: int = 3, **_) -> tuple[int, int, int]:
+        return image_shape("folder", DEFAULT_IMAGE_SIZE if image_size is None else image_size, channels)
 
 
 @gankit.hookimpl
