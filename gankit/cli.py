@@ -204,32 +204,64 @@ def run(
     }
     display = ProgressDisplay(enabled=not quiet)
     listeners = [display, _print_divergence]
+    from gankit.distributed import Distributed
+    from gankit.runfolder import writing_run
+    from gankit.signals import INTERRUPTED_EXIT_CODE, TrainingInterrupted
+
     if resume is not None:
         if config is not None or overwrite:
             raise GankitError("--resume continues a run with its own config; --config and --overwrite cannot be given with it")
-        from gankit.resume import resume_trainer
+        from gankit.resume import check_run_folder, resume_trainer
 
-        out_dir = resume
-        trainer = resume_trainer(resume, overrides=flags, listeners=listeners)
+        out_dir = check_run_folder(resume)
+        trainer = None
     else:
         run_config = RunConfig.from_sources(config, flags)
-        out_dir = Path(run_config.out) if run_config.out else _default_out(run_config)
-        _refuse_existing_run(out_dir, overwrite)
+        _store_data_root_absolute(run_config)
+        # Normalised: "new/../old" must be seen as "old" before anything is checked or created.
+        out_dir = Path(os.path.normpath(run_config.out)) if run_config.out else _default_out(run_config)
+        try:
+            _check_out(out_dir, run_config, overwrite)
+        except OSError as error:  # a name too long, a folder that cannot be searched...
+            from gankit.runfolder import os_error_message
+
+            raise GankitError(os_error_message(error, out_dir)) from None
 
         from gankit.engine import Trainer
 
+        # Everything is built and checked (names, options, shapes, data) before the run folder is touched.
         trainer = Trainer(run_config, listeners=listeners)
-    from gankit.signals import INTERRUPTED_EXIT_CODE, TrainingInterrupted
-
+    # Rank 0 alone writes the run folder (torchrun), so it alone locks it.
+    main = Distributed.from_environment().is_main
+    claim = writing_run(out_dir, new_run=trainer is not None, replace=overwrite, main=main, warn=_warn)
     try:
-        with display:
+        with claim as on_checkpoint, display:
+            if trainer is None:  # a resume trims the run's logs: only under the lock
+                trainer = resume_trainer(out_dir, overrides=flags, listeners=listeners)
+            trainer.listeners.append(on_checkpoint)
             trainer.train(out_dir)
     except TrainingInterrupted as stop:
         typer.echo(f"Interrupted: {stop.message()}", err=True)
-        typer.echo(f"Resume with: {stop.resume_command()}", err=True)
+        if stop.checkpoint is None or stop.step < trainer.config.steps:  # at the last step nothing is left to do
+            typer.echo(f"Resume with: {stop.resume_command()}", err=True)
         raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
     if trainer.distributed.is_main:
         typer.echo(f"Run written to {out_dir}")
+
+
+def _warn(message: str) -> None:
+    warnings.warn(GankitWarning(message), stacklevel=2)
+
+
+def _store_data_root_absolute(config) -> None:
+    """A relative --data-root is relative to where the run started; stored so, --resume and eval from
+    another folder would look in the wrong place."""
+    if not config.data_root:
+        return
+    absolute = os.path.abspath(os.path.expanduser(config.data_root))
+    if absolute != config.data_root:
+        typer.echo(f"Data root {config.data_root} stored as {absolute}", err=True)
+        config.data_root = absolute
 
 
 def _default_out(config) -> Path:
@@ -250,22 +282,26 @@ def _print_divergence(event) -> None:
     typer.echo(f"Warning: step {event.step}: {event.data.get('detail')}; {what}", err=True)
 
 
-def _refuse_existing_run(out_dir: Path, overwrite: bool) -> None:
+def _check_out(out_dir: Path, config, overwrite: bool) -> None:
+    """Refuse an --out that cannot hold this run, before anything is built or written."""
+    from gankit.runfolder import refuse_existing_run
+
+    if out_dir.is_symlink() and not out_dir.exists():
+        raise GankitError(f"--out {out_dir} is a symlink to {os.readlink(out_dir)}, which does not exist")
     if out_dir.exists() and not out_dir.is_dir():
         raise GankitError(f"--out {out_dir} is a file, not a folder")
-    holds_run = (out_dir / "config.toml").exists() or (out_dir / "checkpoints").exists()
-    if holds_run and not overwrite:
-        raise GankitError(
-            f"{out_dir} already holds a run; continue it with --resume {out_dir}, choose another --out, "
-            "or pass --overwrite to replace it"
-        )
-    if holds_run:
-        import shutil
-
-        for name in ("checkpoints", "samples"):
-            shutil.rmtree(out_dir / name, ignore_errors=True)
-        for name in ("config.toml", "metrics.jsonl"):
-            (out_dir / name).unlink(missing_ok=True)
+    where = out_dir.resolve()
+    if config.data_root:
+        data_root = Path(config.data_root).expanduser().resolve()
+        if where == data_root or data_root in where.parents:
+            raise GankitError(
+                f"--out {out_dir} is inside --data-root {config.data_root}: the next run would train on this run's "
+                "samples and plots; choose an --out outside the data folder"
+            )
+    for parent in where.parents:
+        if (parent / "config.toml").is_file() and (parent / "checkpoints").is_dir():
+            raise GankitError(f"--out {out_dir} is inside the run folder {parent}; choose a folder outside it")
+    refuse_existing_run(out_dir, overwrite)
 
 
 class ProgressDisplay:

@@ -88,6 +88,14 @@ class DataSource:
         """
         return None
 
+    def fingerprint(self) -> str | None:
+        """A short string that changes when the examples change (files added, removed or rewritten; other
+        settings of an embedded dataset). Checkpoints record it and ``--resume`` warns when it differs.
+
+        Return ``None`` (the default) when the source cannot tell; resume then cannot check the data.
+        """
+        return None
+
 
 class Metric:
     """Scores a generator's samples, e.g. mode coverage, a distance to the real data or a classifier's view.

@@ -15,6 +15,7 @@ OPTIMIZERS = ("adam", "rmsprop", "sgd")
 GENERATOR_NOISE = ("reuse", "fresh")
 PRECISIONS = ("fp32", "bf16", "fp16")
 DIVERGENCE_ACTIONS = ("stop", "rollback")
+PATH_KEYS = ("out", "data_root")
 
 
 @dataclass
@@ -151,6 +152,24 @@ class RunConfig:
         if self.seed < 0:
             raise GankitError(f"seed must be non-negative, got {self.seed}")
         self._validate_reliability()
+        self._validate_text()
+
+    def _validate_text(self) -> None:
+        """Every string must survive config.toml: UTF-8 text (a file name of other bytes reaches Python as lone
+        surrogates, which TOML cannot hold), and paths without NUL, which no file name can contain."""
+        for key, value in self.as_dict().items():
+            for text in value if isinstance(value, list) else [value]:
+                if not isinstance(text, str):
+                    continue
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise GankitError(
+                        f"{key.replace('_', '-')} {ascii(text)[:80]} is not UTF-8 text, which config.toml needs; "
+                        "rename it"
+                    ) from None
+                if key in PATH_KEYS and "\x00" in text:
+                    raise GankitError(f"{key.replace('_', '-')} {ascii(text)[:80]} contains a NUL character, which no path can hold")
 
     def _validate_reliability(self) -> None:
         if self.keep_checkpoints < 0:
@@ -259,13 +278,24 @@ def _coerce(key: str, annotation: str, value: Any, source: str) -> Any:
     raise GankitError(f"{label} must be {base}, got {value!r} (in {source})")
 
 
+# A TOML basic string may hold neither a quote, a backslash nor any control character (U+0000-U+001F,
+# U+007F) as itself: a newline or DEL in --out would otherwise write a config.toml no parser reads.
+_TOML_ESCAPES = re.compile(r'["\\\x00-\x1f\x7f]')
+_TOML_SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _toml_escape(match: re.Match) -> str:
+    character = match.group()
+    return _TOML_SHORT_ESCAPES.get(character) or f"\\u{ord(character):04X}"
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return '"' + _TOML_ESCAPES.sub(_toml_escape, value) + '"'
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {value!r} as TOML")

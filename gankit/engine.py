@@ -153,6 +153,7 @@ class Trainer:
         if not shape:
             raise GankitError(f"data source {data.component.name!r} does not declare its shape")
         self.shape = shape
+        self.data_fingerprint = _data_fingerprint(self.source, data.component.name)
         data_recommended = dict(getattr(self.source, "recommended", {}) or {})
         config.recommend(data_recommended, source=f"data {data.component.name!r}")
 
@@ -561,6 +562,7 @@ class Trainer:
             "rng_python": _python_rng_state(),
             "interval": {"count": self.interval_count},
             "guard": self.guard.state_dict(),
+            "data_fingerprint": self.data_fingerprint,  # resume warns when the data changed since
         }
         return tensors, metadata
 
@@ -620,6 +622,18 @@ class Trainer:
         event = Event(name, self.step, data)
         for listener in self.listeners:
             listener(event)
+
+
+def _data_fingerprint(source: DataSource, name: str) -> str | None:
+    """What ``DataSource.fingerprint()`` says identifies the data, or None when the source does not say."""
+    fingerprint = getattr(source, "fingerprint", None)
+    if not callable(fingerprint):
+        return None
+    try:
+        value = fingerprint()
+    except Exception as error:
+        raise GankitError(f"data source {name!r}: fingerprint() failed: {type(error).__name__}: {error}") from None
+    return None if value is None else str(value)
 
 
 def seed_everything(seed: int) -> None:

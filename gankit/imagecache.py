@@ -77,6 +77,15 @@ def cache_key(files: Sequence[ImageFile], settings: dict) -> str:
     return digest.hexdigest()
 
 
+def files_fingerprint(files: Sequence[ImageFile]) -> str:
+    """A digest of which files there are (names and sizes). Unlike :func:`cache_key` it leaves out the times,
+    so a copy of the folder to another disk keeps its fingerprint."""
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(f"{file.name}\t{file.size}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
+
+
 def cache_group(origin: Path, settings: dict) -> str:
     """The part of a cache file's name shared by every version of one folder at one setting."""
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", origin.name)[:40] or "images"

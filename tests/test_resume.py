@@ -13,7 +13,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from gankit.checkpoint import list_checkpoints, load_checkpoint, unprefixed
+from gankit.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint, unprefixed
 from gankit.cli import app
 from gankit.config import RunConfig
 from gankit.engine import Trainer
@@ -142,7 +142,10 @@ def test_resume_keeps_the_saved_config_against_recommendations(reference, tmp_pa
     text = (reference / "config.toml").read_text().replace("d_steps = 1\n", "d_steps = 2\n")
     (run / "config.toml").write_text(text)
     name = "step-0000006.safetensors"
-    (run / "checkpoints" / name).write_bytes((reference / "checkpoints" / name).read_bytes())
+    # A run trained with d_steps = 2: resume trains with the config saved in its checkpoint.
+    tensors, metadata = load_checkpoint(reference / "checkpoints" / name)
+    metadata["config"]["d_steps"] = 2
+    save_checkpoint(run / "checkpoints" / name, tensors, metadata)
     config = read_run_config(run)
     assert config.user_set == set(RunConfig.keys())
     # bce recommends d_steps = 1; the run's own value wins.

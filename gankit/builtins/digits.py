@@ -12,6 +12,7 @@ Generated arrays are cached as ``.npz`` in ``$GANKIT_CACHE_DIR``, else ``$XDG_CA
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from pathlib import Path
@@ -325,6 +326,11 @@ class DigitsDataSource(DataSource):
 
     def tensor(self):
         return self._images
+
+    def fingerprint(self) -> str:
+        """A digest of the rendered pixels: the settings fix them, but another Pillow or font may draw them
+        differently."""
+        return hashlib.sha256(self._images.numpy().tobytes()).hexdigest()
 
 
 @gankit.hookimpl

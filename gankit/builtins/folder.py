@@ -20,7 +20,7 @@ import numpy as np
 import gankit
 from gankit.components import DataSource
 from gankit.errors import GankitError, GankitWarning
-from gankit.imagecache import ImageFile, UnusableImage, load_images
+from gankit.imagecache import ImageFile, UnusableImage, files_fingerprint, load_images
 from gankit.memory import require
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
@@ -303,6 +303,11 @@ class ImageFiles(DataSource):
         self.image_size = image_size
         self.shape = (channels, image_size, image_size)
         self.horizontal_flip = bool(flip)
+        self._fingerprint = files_fingerprint(files)
+
+    def fingerprint(self) -> str:
+        """Which image files were found (names and sizes): resume warns when files were added or removed."""
+        return self._fingerprint
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
