@@ -220,8 +220,13 @@ def _check_tensor_entries(path: Path, header: dict[str, Any], data_size: int) ->
         if not (isinstance(shape, list) and all(_is_int(n) and n >= 0 for n in shape)):
             raise DamagedCheckpoint(f"{where} has a damaged shape ({_short(repr(shape))})")
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(n) for n in offsets)
-                and 0 <= offsets[0] <= offsets[1] <= data_size):
-            raise DamagedCheckpoint(f"{where} lies outside the file (offsets {_short(repr(offsets))}, {data_size} data bytes)")
+                and 0 <= offsets[0] <= offsets[1]):
+            raise DamagedCheckpoint(f"{where} has damaged offsets ({_short(repr(offsets))})")
+        if offsets[1] > data_size:  # a file cut short: the usual damage, from a copy or a full disk
+            raise DamagedCheckpoint(
+                f"{where} lies past the end of the file: the file is truncated (offsets {_short(repr(offsets))}, "
+                f"{data_size} data bytes)"
+            )
         if offsets[1] - offsets[0] != math.prod(shape) * SUPPORTED_DTYPES[dtype]:
             raise DamagedCheckpoint(f"{where} does not fit its shape {tuple(shape)} and dtype {dtype}")
 
