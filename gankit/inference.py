@@ -20,7 +20,7 @@ def load_generator(path: str | Path, *, registry: Registry | None = None, device
     path = find_checkpoint(path)
     tensors, metadata = load_checkpoint(path)
     try:
-        spec = metadata["config"]["arch"]
+        spec = registry.recorded_spec("architecture", metadata["config"]["arch"], metadata)
         shape = tuple(metadata["shape"])
         z_dim = int(metadata["z_dim"])
     except (KeyError, TypeError, ValueError):
