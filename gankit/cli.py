@@ -8,7 +8,6 @@ import json
 import os
 import sys
 import warnings
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -36,6 +35,7 @@ class OneLineErrors(TyperGroup):
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
             code = result if isinstance(result, int) else 0
         except GankitError as error:
+            _let_plugin_errors_through(error)
             code = _error(str(error), 1)
         except _NO_ARGS_IS_HELP:
             code = 2  # the help has been printed already
@@ -44,6 +44,7 @@ class OneLineErrors(TyperGroup):
         except typer.Abort:
             code = _error("aborted", 130)
         except Exception as error:
+            _let_plugin_errors_through(error)
             # A bug, not bad input: still one line, with a way to see the traceback.
             if os.environ.get("GANKIT_DEBUG"):
                 raise
@@ -51,6 +52,14 @@ class OneLineErrors(TyperGroup):
         if standalone_mode:
             sys.exit(code)
         return code
+
+
+def _let_plugin_errors_through(error: Exception) -> None:
+    """Under GANKIT_STRICT_PLUGINS=1 a plugin's error ends in its own traceback (which names the plugin)."""
+    from gankit.plugins import blamed_plugin
+
+    if blamed_plugin(error) is not None:
+        raise error
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
@@ -197,13 +206,9 @@ def run(
         out_dir = resume
         trainer = resume_trainer(resume, overrides=flags, listeners=listeners)
     else:
-        run_config = RunConfig.from_sources(config, flags)
-        out_dir = Path(run_config.out) if run_config.out else _default_out(run_config)
-        _refuse_existing_run(out_dir, overwrite)
+        from gankit.runs import new_run
 
-        from gankit.engine import Trainer
-
-        trainer = Trainer(run_config, listeners=listeners)
+        trainer, out_dir = new_run(RunConfig.from_sources(config, flags), overwrite=overwrite, listeners=listeners)
     from gankit.signals import INTERRUPTED_EXIT_CODE, TrainingInterrupted
 
     try:
@@ -217,13 +222,6 @@ def run(
         typer.echo(f"Run written to {out_dir}")
 
 
-def _default_out(config) -> Path:
-    from gankit.options import parse_spec
-
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{stamp}-{parse_spec(config.arch).name}-{parse_spec(config.loss).name}"
-
-
 def _print_divergence(event) -> None:
     """Divergence warnings and rollbacks as one line each (a divergence that stops the run ends as the error)."""
     if event.name != "divergence" or event.data.get("action") == "stop":
@@ -233,24 +231,6 @@ def _print_divergence(event) -> None:
     else:
         what = "use --on-divergence rollback to roll back automatically"
     typer.echo(f"Warning: step {event.step}: {event.data.get('detail')}; {what}", err=True)
-
-
-def _refuse_existing_run(out_dir: Path, overwrite: bool) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise GankitError(f"--out {out_dir} is a file, not a folder")
-    holds_run = (out_dir / "config.toml").exists() or (out_dir / "checkpoints").exists()
-    if holds_run and not overwrite:
-        raise GankitError(
-            f"{out_dir} already holds a run; continue it with --resume {out_dir}, choose another --out, "
-            "or pass --overwrite to replace it"
-        )
-    if holds_run:
-        import shutil
-
-        for name in ("checkpoints", "samples"):
-            shutil.rmtree(out_dir / name, ignore_errors=True)
-        for name in ("config.toml", "metrics.jsonl"):
-            (out_dir / name).unlink(missing_ok=True)
 
 
 class ProgressDisplay:
@@ -298,29 +278,94 @@ class ProgressDisplay:
 
 @app.command("list-plugins")
 def list_plugins(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
-    """List plugins: version, source (builtin or entry point), what each provides, status."""
+    """List plugins (version, source, status) and their components: description, aliases, name collisions."""
+    from gankit.catalog import list_plugins as plugin_listing
+
+    listing = plugin_listing()
+    if as_json:
+        typer.echo(json.dumps(listing, indent=2))
+        return
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    plugins = Table(title="gankit plugins")
+    for column in ("plugin", "version", "source", "provides", "status"):
+        plugins.add_column(column)
+    for plugin in listing:
+        provides = "\n".join(f"{kind}: {', '.join(names)}" for kind, names in plugin["provides"].items())
+        status = "[green]ok[/]" if plugin["status"] == "ok" else f"[red]{plugin['status']}[/]"
+        if plugin["error"]:
+            status += f": {escape(plugin['error'])}"
+        plugins.add_row(plugin["name"], plugin["version"], plugin["source"], provides or "-", status)
+    console = Console()
+    console.print(plugins)
+    console.print(_components_table(listing), highlight=False)
+
+
+def _components_table(listing: list[dict]):
+    from rich.markup import escape
+    from rich.table import Table
+
+    components = sorted((c for plugin in listing for c in plugin["components"]), key=lambda c: (c["kind"], c["name"]))
+    collide = any(c["collides_with"] for c in components)
+    table = Table(
+        title="components (details: gankit info NAME)",
+        caption="[yellow]also:[/] other plugins register this name; give it as plugin:name" if collide else None,
+    )
+    for column in ("kind", "name", "plugin", "aliases", "description"):
+        table.add_column(column)
+    for c in components:
+        name = c["name"]
+        if c["collides_with"]:
+            name += f"\n[yellow]also: {', '.join(c['collides_with'])}[/]"
+        table.add_row(c["kind"], name, c["plugin"], ", ".join(c["aliases"]) or "-", escape(c["description"]) or "-")
+    return table
+
+
+# -- gankit info -------------------------------------------------------------------------------------
+
+
+@app.command()
+def info(
+    name: Annotated[str, typer.Argument(help="A component: NAME, plugin:NAME, or KIND:NAME (e.g. loss:bce) if ambiguous.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+) -> None:
+    """Show one component: its plugin, description, aliases and options (types and defaults)."""
+    from gankit.catalog import describe, find
     from gankit.registry import default_registry
 
     registry = default_registry()
-    infos = list(registry.plugins.infos.values())
+    details = describe(registry, find(registry, name))
     if as_json:
-        typer.echo(json.dumps([info.as_dict() for info in infos], indent=2))
+        typer.echo(json.dumps(details, indent=2, default=repr))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title="gankit plugins")
-    for column in ("plugin", "version", "source", "provides", "status"):
+    console = Console(highlight=False)
+    console.print(f"[bold]{details['kind']} {details['name']}[/] from plugin {details['plugin']} "
+                  f"({details['flag']} {details['qualified_name']})")
+    if details["description"]:
+        console.print(escape(details["description"]))
+    console.print(f"aliases: {', '.join(details['aliases']) or 'none'}")
+    if details["collides_with"]:
+        console.print(f"[yellow]also registered by: {', '.join(details['collides_with'])}[/]")
+    if not details["options"]:
+        console.print("options: none" + (" named (it accepts any key=value)" if details["accepts_other_options"] else ""))
+        return
+    table = Table(title="options", title_justify="left")
+    for column in ("option", "type", "default"):
         table.add_column(column)
-    for info in infos:
-        provides = "\n".join(f"{kind}: {', '.join(names)}" for kind, names in info.provides.items())
-        status = "[green]ok[/]" if info.status == "ok" else f"[red]{info.status}[/]"
-        if info.error:
-            status += f": {info.error}"
-        table.add_row(info.name, info.version, info.source, provides or "-", status)
-    Console().print(table)
+    for row in details["options"]:
+        default = "(required)" if row["required"] else repr(row["default"])
+        table.add_row(row["name"], row["type"] or "-", escape(default))
+    console.print(table)
+    if details["accepts_other_options"]:
+        console.print("It also accepts options not listed here (**kwargs).")
 
 
 # -- gankit bench ------------------------------------------------------------------------------------

@@ -86,6 +86,8 @@ class Registry:
             def register(name, factory, *, description="", aliases=(), _into=collected, _plugin=plugin_name):
                 if not isinstance(name, str) or not name.strip():
                     raise GankitError(f"register() needs a non-empty name, got {name!r}")
+                if any(mark in name for mark in ":=,"):  # they separate plugin, name and options in a spec
+                    raise GankitError(f"register() name {name!r} may not contain ':', '=' or ','")
                 if not callable(factory):
                     raise GankitError(f"{kind.name} {name!r}: factory must be a class or callable, got {factory!r}")
                 if isinstance(aliases, str):
