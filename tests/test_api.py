@@ -89,3 +89,10 @@ def test_bad_arguments_are_one_line_errors(call, message):
     with pytest.raises(GankitError) as error:
         call()
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_the_default_run_folder_keeps_the_bare_names_although_the_defaults_name_their_plugin():
+    from gankit.runs import default_out
+
+    assert re.fullmatch(r"runs/\d{8}-\d{6}-dcgan-bce", default_out(gankit.RunConfig()).as_posix())
+    assert default_out(gankit.RunConfig(arch="mine:resnet:width=32", loss="hinge")).name.endswith("-resnet-hinge")

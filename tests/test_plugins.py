@@ -555,3 +555,16 @@ def test_strict_mode_names_the_plugin_whose_hook_raised(monkeypatch):
     with pytest.raises(ValueError, match="no data today") as error:
         registry_with(("broken", RaisesInDataSources()))
     assert error.value.__notes__ == ["raised by gankit plugin 'broken' (GANKIT_STRICT_PLUGINS=1 re-raises plugin errors)"]
+
+
+def test_strict_mode_names_the_plugin_whose_factory_raised(monkeypatch):
+    def exploding(*, shape, z_dim):
+        raise ZeroDivisionError("width 0")
+
+    registry = registry_with(("fragile", Registers("fragile-arch", factory=exploding)))
+    with pytest.raises(GankitError, match="'fragile:fragile-arch' failed to build: ZeroDivisionError: width 0"):
+        registry.build("architecture", "fragile-arch", shape=(2,), z_dim=3)
+    monkeypatch.setenv("GANKIT_STRICT_PLUGINS", "1")
+    with pytest.raises(ZeroDivisionError) as error:
+        registry.build("architecture", "fragile-arch", shape=(2,), z_dim=3)
+    assert "raised by gankit plugin 'fragile'" in error.value.__notes__[0]
