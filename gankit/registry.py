@@ -173,10 +173,13 @@ class Registry:
         flag = KINDS[kind].flag
         if not candidates:
             known = self.names(kind) + sorted({a for c in self.components[kind] for a in c.aliases})
-            where = f" from plugin {spec.plugin!r}" if spec.plugin else ""
+            where = f" from plugin {spec.plugin!r}" if spec.plugin is not None else ""
             message = f"unknown {kind} {spec.name!r}{where} for {flag}"
+            elsewhere = self.candidates(kind, Spec(spec.name)) if spec.plugin is not None else []
             close = difflib.get_close_matches(wanted, known, n=1)
-            if close:
+            if elsewhere:  # the name exists, the plugin is wrong (or gone): say which plugins have it
+                message += f"; did you mean {' or '.join(repr(c.qualified_name) for c in elsewhere)}?"
+            elif close:
                 message += f"; did you mean {close[0]!r}?"
             message += f" (available: {', '.join(self.names(kind)) or 'none'})"
             # The name may belong to a plugin that failed: say so, or the user hunts for a typo that is not there.

@@ -341,6 +341,13 @@ def test_a_name_beats_another_plugins_alias():
     assert registry.get("architecture", "shared").plugin == "named"
 
 
+@pytest.mark.parametrize("spec", ["gone:dcgan", "losses:dcgan", ":dcgan"])
+def test_a_wrong_plugin_suggests_the_plugins_that_have_the_name(spec):
+    # E.g. a run's config.toml names a plugin that was uninstalled since.
+    with pytest.raises(GankitError, match=r"unknown architecture 'dcgan' from plugin '\w*' for --arch; did you mean 'dcgan:dcgan'\?"):
+        registry_with().get("architecture", spec)
+
+
 def test_unknown_names_suggest_the_closest_one():
     registry = registry_with(("toys", EveryKind()))
     with pytest.raises(GankitError) as error:
