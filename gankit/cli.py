@@ -8,7 +8,6 @@ import json
 import os
 import sys
 import warnings
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -39,6 +38,7 @@ class OneLineErrors(TyperGroup):
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
             code = result if isinstance(result, int) else 0
         except GankitError as error:
+            _let_plugin_errors_through(error)
             code = _error(str(error), 1)
         except _NO_ARGS_IS_HELP:
             code = 2  # the help has been printed already
@@ -47,6 +47,7 @@ class OneLineErrors(TyperGroup):
         except typer.Abort:
             code = _error("aborted", 130)
         except Exception as error:
+            _let_plugin_errors_through(error)
             # A bug, not bad input: still one line, with a way to see the traceback.
             if os.environ.get("GANKIT_DEBUG"):
                 raise
@@ -66,6 +67,14 @@ class OneLineErrors(TyperGroup):
         except Interrupted as stop:
             click.echo(f"Interrupted: {stop}", err=True)
             raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
+
+
+def _let_plugin_errors_through(error: Exception) -> None:
+    """Under GANKIT_STRICT_PLUGINS=1 a plugin's error ends in its own traceback (which names the plugin)."""
+    from gankit.plugins import blamed_plugin
+
+    if blamed_plugin(error) is not None:
+        raise error
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
@@ -204,71 +213,27 @@ def run(
     }
     display = ProgressDisplay(enabled=not quiet)
     listeners = [display, _print_divergence]
-    from gankit.distributed import Distributed
-    from gankit.runfolder import writing_run
+    from gankit.runs import new_run, train_in_folder
     from gankit.signals import INTERRUPTED_EXIT_CODE, TrainingInterrupted
 
     if resume is not None:
         if config is not None or overwrite:
             raise GankitError("--resume continues a run with its own config; --config and --overwrite cannot be given with it")
-        from gankit.resume import check_run_folder, resume_trainer
+        from gankit.resume import check_run_folder
 
-        out_dir = check_run_folder(resume)
-        trainer = None
+        out_dir, trainer = check_run_folder(resume), None
     else:
-        run_config = RunConfig.from_sources(config, flags)
-        _store_data_root_absolute(run_config)
-        # Normalised: "new/../old" must be seen as "old" before anything is checked or created.
-        out_dir = Path(os.path.normpath(run_config.out)) if run_config.out else _default_out(run_config)
-        try:
-            _check_out(out_dir, run_config, overwrite)
-        except OSError as error:  # a name too long, a folder that cannot be searched...
-            from gankit.runfolder import os_error_message
-
-            raise GankitError(os_error_message(error, out_dir)) from None
-
-        from gankit.engine import Trainer
-
-        # Everything is built and checked (names, options, shapes, data) before the run folder is touched.
-        trainer = Trainer(run_config, listeners=listeners)
-    # Rank 0 alone writes the run folder (torchrun), so it alone locks it.
-    main = Distributed.from_environment().is_main
-    claim = writing_run(out_dir, new_run=trainer is not None, replace=overwrite, main=main, warn=_warn)
+        trainer, out_dir = new_run(RunConfig.from_sources(config, flags), overwrite=overwrite, listeners=listeners)
     try:
-        with claim as on_checkpoint, display:
-            if trainer is None:  # a resume trims the run's logs: only under the lock
-                trainer = resume_trainer(out_dir, overrides=flags, listeners=listeners)
-            trainer.listeners.append(on_checkpoint)
-            trainer.train(out_dir)
+        with display:
+            trainer = train_in_folder(out_dir, trainer, overwrite=overwrite, resume_overrides=flags, listeners=listeners)
     except TrainingInterrupted as stop:
         typer.echo(f"Interrupted: {stop.message()}", err=True)
-        if stop.checkpoint is None or stop.step < trainer.config.steps:  # at the last step nothing is left to do
+        if stop.resumable:
             typer.echo(f"Resume with: {stop.resume_command()}", err=True)
         raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
     if trainer.distributed.is_main:
         typer.echo(f"Run written to {out_dir}")
-
-
-def _warn(message: str) -> None:
-    warnings.warn(GankitWarning(message), stacklevel=2)
-
-
-def _store_data_root_absolute(config) -> None:
-    """A relative --data-root is relative to where the run started; stored so, --resume and eval from
-    another folder would look in the wrong place."""
-    if not config.data_root:
-        return
-    absolute = os.path.abspath(os.path.expanduser(config.data_root))
-    if absolute != config.data_root:
-        typer.echo(f"Data root {config.data_root} stored as {absolute}", err=True)
-        config.data_root = absolute
-
-
-def _default_out(config) -> Path:
-    from gankit.options import parse_spec
-
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{stamp}-{parse_spec(config.arch).name}-{parse_spec(config.loss).name}"
 
 
 def _print_divergence(event) -> None:
@@ -280,28 +245,6 @@ def _print_divergence(event) -> None:
     else:
         what = "use --on-divergence rollback to roll back automatically"
     typer.echo(f"Warning: step {event.step}: {event.data.get('detail')}; {what}", err=True)
-
-
-def _check_out(out_dir: Path, config, overwrite: bool) -> None:
-    """Refuse an --out that cannot hold this run, before anything is built or written."""
-    from gankit.runfolder import refuse_existing_run
-
-    if out_dir.is_symlink() and not out_dir.exists():
-        raise GankitError(f"--out {out_dir} is a symlink to {os.readlink(out_dir)}, which does not exist")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise GankitError(f"--out {out_dir} is a file, not a folder")
-    where = out_dir.resolve()
-    if config.data_root:
-        data_root = Path(config.data_root).expanduser().resolve()
-        if where == data_root or data_root in where.parents:
-            raise GankitError(
-                f"--out {out_dir} is inside --data-root {config.data_root}: the next run would train on this run's "
-                "samples and plots; choose an --out outside the data folder"
-            )
-    for parent in where.parents:
-        if (parent / "config.toml").is_file() and (parent / "checkpoints").is_dir():
-            raise GankitError(f"--out {out_dir} is inside the run folder {parent}; choose a folder outside it")
-    refuse_existing_run(out_dir, overwrite)
 
 
 class ProgressDisplay:
@@ -349,29 +292,94 @@ class ProgressDisplay:
 
 @app.command("list-plugins")
 def list_plugins(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
-    """List plugins: version, source (builtin or entry point), what each provides, status."""
+    """List plugins (version, source, status) and their components: description, aliases, name collisions."""
+    from gankit.catalog import list_plugins as plugin_listing
+
+    listing = plugin_listing()
+    if as_json:
+        typer.echo(json.dumps(listing, indent=2))
+        return
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    plugins = Table(title="gankit plugins")
+    for column in ("plugin", "version", "source", "provides", "status"):
+        plugins.add_column(column)
+    for plugin in listing:
+        provides = "\n".join(f"{kind}: {', '.join(names)}" for kind, names in plugin["provides"].items())
+        status = "[green]ok[/]" if plugin["status"] == "ok" else f"[red]{plugin['status']}[/]"
+        if plugin["error"]:
+            status += f": {escape(plugin['error'])}"
+        plugins.add_row(plugin["name"], plugin["version"], plugin["source"], provides or "-", status)
+    console = Console()
+    console.print(plugins)
+    console.print(_components_table(listing), highlight=False)
+
+
+def _components_table(listing: list[dict]):
+    from rich.markup import escape
+    from rich.table import Table
+
+    components = sorted((c for plugin in listing for c in plugin["components"]), key=lambda c: (c["kind"], c["name"]))
+    collide = any(c["collides_with"] for c in components)
+    table = Table(
+        title="components (details: gankit info NAME)",
+        caption="[yellow]also:[/] other plugins register this name; give it as plugin:name" if collide else None,
+    )
+    for column in ("kind", "name", "plugin", "aliases", "description"):
+        table.add_column(column)
+    for c in components:
+        name = c["name"]
+        if c["collides_with"]:
+            name += f"\n[yellow]also: {', '.join(c['collides_with'])}[/]"
+        table.add_row(c["kind"], name, c["plugin"], ", ".join(c["aliases"]) or "-", escape(c["description"]) or "-")
+    return table
+
+
+# -- gankit info -------------------------------------------------------------------------------------
+
+
+@app.command()
+def info(
+    name: Annotated[str, typer.Argument(help="A component: NAME, plugin:NAME, or KIND:NAME (e.g. loss:bce) if ambiguous.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+) -> None:
+    """Show one component: its plugin, description, aliases and options (types and defaults)."""
+    from gankit.catalog import describe, find
     from gankit.registry import default_registry
 
     registry = default_registry()
-    infos = list(registry.plugins.infos.values())
+    details = describe(registry, find(registry, name))
     if as_json:
-        typer.echo(json.dumps([info.as_dict() for info in infos], indent=2))
+        typer.echo(json.dumps(details, indent=2, default=repr))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title="gankit plugins")
-    for column in ("plugin", "version", "source", "provides", "status"):
+    console = Console(highlight=False)
+    console.print(f"[bold]{details['kind']} {details['name']}[/] from plugin {details['plugin']} "
+                  f"({details['flag']} {details['qualified_name']})")
+    if details["description"]:
+        console.print(escape(details["description"]))
+    console.print(f"aliases: {', '.join(details['aliases']) or 'none'}")
+    if details["collides_with"]:
+        console.print(f"[yellow]also registered by: {', '.join(details['collides_with'])}[/]")
+    if not details["options"]:
+        console.print("options: none" + (" named (it accepts any key=value)" if details["accepts_other_options"] else ""))
+        return
+    table = Table(title="options", title_justify="left")
+    for column in ("option", "type", "default"):
         table.add_column(column)
-    for info in infos:
-        provides = "\n".join(f"{kind}: {', '.join(names)}" for kind, names in info.provides.items())
-        status = "[green]ok[/]" if info.status == "ok" else f"[red]{info.status}[/]"
-        if info.error:
-            status += f": {info.error}"
-        table.add_row(info.name, info.version, info.source, provides or "-", status)
-    Console().print(table)
+    for row in details["options"]:
+        default = "(required)" if row["required"] else repr(row["default"])
+        table.add_row(row["name"], row["type"] or "-", escape(default))
+    console.print(table)
+    if details["accepts_other_options"]:
+        console.print("It also accepts options not listed here (**kwargs).")
 
 
 # -- gankit bench ------------------------------------------------------------------------------------

@@ -22,10 +22,12 @@ PATH_KEYS = ("out", "data_root")
 class RunConfig:
     """Every setting of a training run. Field names are the TOML keys; flags use ``-`` for ``_``."""
 
-    arch: str = "dcgan"
-    loss: str = "bce"
+    # Defaults name their plugin, so that no installed plugin registering the same name can make a plain
+    # `gankit run` ambiguous (docs/plugins.md, "Name collisions").
+    arch: str = "dcgan:dcgan"
+    loss: str = "losses:bce"
     reg: list[str] = field(default_factory=list)
-    data: str = "digits"
+    data: str = "digits:digits"
     data_root: str | None = None
     image_size: int | None = None  # None: the data source's own size
     data_cache: bool = True  # decoded-image cache of image-folder sources (--no-cache: decode in memory)

@@ -614,7 +614,7 @@ class Trainer:
             found = list_checkpoints(self.out / "checkpoints")
             path = found[-1] if found else None
         signal_name = self.stop_request.requested or "a signal to another rank"
-        raise TrainingInterrupted(signal_name, self.step, path, self.out)
+        raise TrainingInterrupted(signal_name, self.step, path, self.out, total=self.config.steps)
 
     def _emit(self, name: str, data: dict[str, Any]) -> None:
         if not self.distributed.is_main:

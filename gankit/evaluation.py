@@ -76,7 +76,7 @@ def evaluate_checkpoint(path: str | Path, metric_spec: str, *, count: int | None
     generator, metadata = load_generator(path, registry=registry, device=device, ema=ema)
     config = metadata.get("config", {})
     data = registry.build(
-        "data", config.get("data", "digits"), root=config.get("data_root"), image_size=config.get("image_size"),
+        "data", registry.recorded_spec("data", config.get("data", "digits:digits"), metadata), root=config.get("data_root"), image_size=config.get("image_size"),
         seed=config.get("seed", 0), cache=config.get("data_cache", True),
     ).value
     built = build_metric(registry, metric_spec, shape=metadata["shape"], data=data, device=device, weights=weights)
@@ -139,13 +139,15 @@ def open_loggers(trainer, out) -> list:
     """Build the run's ``--logger`` plugins for the run folder ``out`` and add them as listeners."""
     from gankit.components import Logger
 
-    loggers = []
+    loggers, specs = [], []
     for spec in trainer.config.logger:
         built = trainer.registry.build("logger", spec, out=Path(out))
         if not isinstance(built.value, Logger):
             raise GankitError(f"logger {built.component.qualified_name!r} did not build a gankit.components.Logger")
         loggers.append(built.value)
+        specs.append(built.spec)
         trainer.listeners.append(built.value.handle)
+    trainer.config.logger = specs  # recorded plugin-qualified in config.toml, like every component
     return loggers
 
 

@@ -33,7 +33,12 @@ def load_generator(path: str | Path, *, registry: Registry | None = None, device
     else:
         tensors, metadata = load_checkpoint(path)
         usable(path, tensors, metadata)
-    spec, shape, z_dim = metadata["config"]["arch"], tuple(metadata["shape"]), metadata["z_dim"]
+    try:
+        spec = registry.recorded_spec("architecture", metadata["config"]["arch"], metadata)
+        shape = tuple(metadata["shape"])
+        z_dim = int(metadata["z_dim"])
+    except (KeyError, TypeError, ValueError):
+        raise GankitError(f"checkpoint {path} lacks the architecture, shape or z_dim in its metadata") from None
     generator, _ = registry.build("architecture", spec, shape=shape, z_dim=z_dim).value
     averaged = unprefixed("generator_ema", tensors) if ema else {}
     if averaged:

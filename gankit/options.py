@@ -104,6 +104,34 @@ def describe_option(param: inspect.Parameter) -> str:
     return text
 
 
+def option_table(factory: Callable, reserved: set[str]) -> tuple[list[dict[str, Any]], bool]:
+    """The user options a factory's signature declares (name, type, default, required), and whether it
+    also accepts options it does not name (``**kwargs``). ``reserved``: what the engine passes itself."""
+    params, takes_kwargs = signature_parameters(factory)
+    rows = []
+    for param in params.values():
+        if param.name in reserved:
+            continue
+        required = param.default is inspect.Parameter.empty
+        rows.append({
+            "name": param.name,
+            "type": _type_text(param),
+            "default": None if required else param.default,
+            "required": required,
+        })
+    return rows, takes_kwargs
+
+
+def _type_text(param: inspect.Parameter) -> str | None:
+    kind = _option_type(param)
+    if kind is not None:
+        return kind.__name__
+    annotation = param.annotation
+    if annotation is inspect.Parameter.empty:
+        return None
+    return annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+
+
 def _option_type(param: inspect.Parameter):
     annotation = param.annotation
     if isinstance(annotation, str):

@@ -64,6 +64,17 @@ def strict() -> bool:
     return os.environ.get("GANKIT_STRICT_PLUGINS", "") not in ("", "0")
 
 
+def blame(error: BaseException, plugin: str) -> None:
+    """Name the plugin on an exception that strict mode re-raises; the original traceback is kept."""
+    error.add_note(f"raised by gankit plugin {plugin!r} (GANKIT_STRICT_PLUGINS=1 re-raises plugin errors)")
+    error.gankit_plugin = plugin  # the CLI lets such an error through with its traceback
+
+
+def blamed_plugin(error: BaseException) -> str | None:
+    """The plugin :func:`blame` named on this exception, if any."""
+    return getattr(error, "gankit_plugin", None)
+
+
 def _env_names(variable: str) -> set[str] | None:
     value = os.environ.get(variable)
     if value is None:
@@ -134,6 +145,7 @@ class PluginSet:
             self._check_hook_names(plugin, info)
         except Exception as error:  # a plugin's import or registration must never take the CLI down
             if strict():
+                blame(error, info.name)
                 raise
             if self.manager.has_plugin(info.name):
                 self.manager.unregister(name=info.name)

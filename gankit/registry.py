@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from gankit.errors import GankitError
 from gankit.options import Spec, convert_options, format_spec, normalize, parse_spec, signature_parameters
-from gankit.plugins import PluginSet, default_plugins, describe_exception, strict
+from gankit.plugins import PluginSet, blame, default_plugins, describe_exception, strict
 
 
 @dataclass(frozen=True)
@@ -62,13 +62,12 @@ class Built:
     component: Component
     value: Any
     options: dict[str, Any] = field(default_factory=dict)
-    # Asked for as ``plugin:name``: recorded so too, or rebuilding the run from its config would be ambiguous.
-    qualified: bool = False
 
     @property
     def spec(self) -> str:
-        name = self.component.qualified_name if self.qualified else self.component.name
-        return format_spec(name, self.options)
+        # Always ``plugin:name``: a plugin installed later that registers the same name must not make the
+        # recorded run ambiguous (sample, eval and --resume rebuild from this text).
+        return format_spec(self.component.qualified_name, self.options)
 
 
 class Registry:
@@ -87,6 +86,8 @@ class Registry:
             def register(name, factory, *, description="", aliases=(), _into=collected, _plugin=plugin_name):
                 if not isinstance(name, str) or not name.strip():
                     raise GankitError(f"register() needs a non-empty name, got {name!r}")
+                if any(mark in name for mark in ":=,"):  # they separate plugin, name and options in a spec
+                    raise GankitError(f"register() name {name!r} may not contain ':', '=' or ','")
                 if not callable(factory):
                     raise GankitError(f"{kind.name} {name!r}: factory must be a class or callable, got {factory!r}")
                 if isinstance(aliases, str):
@@ -101,6 +102,7 @@ class Registry:
                 function(register=register)
             except Exception as error:
                 if strict():
+                    blame(error, plugin_name)
                     raise
                 self.plugins.mark_failed(plugin_name, f"{kind.hook} raised {describe_exception(error)}")
                 self._forget(plugin_name)
@@ -131,22 +133,53 @@ class Registry:
             raise GankitError(f"{name!r}: options are not allowed here")
         return self._find(kind, spec)
 
+    def candidates(self, kind: str, spec: Spec) -> list[Component]:
+        """The components a spec may mean: by name, else by alias; only its plugin's when it names one."""
+        wanted = normalize(spec.name)
+        found = [c for c in self.components[kind] if c.name == wanted]
+        if not found:
+            found = [c for c in self.components[kind] if wanted in c.aliases]
+        if spec.plugin is not None:
+            found = [c for c in found if normalize(c.plugin) == normalize(spec.plugin)]
+        return found
+
+    def collisions(self, kind: str) -> dict[str, list[Component]]:
+        """Names of this kind that several plugins register; each is reachable only as ``plugin:name``."""
+        by_name: dict[str, list[Component]] = {}
+        for component in self.components[kind]:
+            by_name.setdefault(component.name, []).append(component)
+        return {name: found for name, found in by_name.items() if len(found) > 1}
+
+    def recorded_spec(self, kind: str, text: str, metadata: dict[str, Any], key: str | None = None) -> str:
+        """A spec read back from a run, with the plugin that built it named when its bare name is now ambiguous.
+
+        Runs of gankit 0.1 recorded bare names; their checkpoints also record which plugin built each
+        component (``metadata["components"][key]["plugin"]``), and that settles a name another plugin took
+        since. Without that record the bare name stays, and an ambiguity is the usual error listing both.
+        """
+        spec = parse_spec(text)
+        records = metadata.get("components")
+        record = records.get(key or kind) if isinstance(records, dict) else None
+        plugin = record.get("plugin") if isinstance(record, dict) else None
+        if spec.plugin is not None or not isinstance(plugin, str) or len(self.candidates(kind, spec)) < 2:
+            return text
+        return f"{plugin}:{text.strip()}"
+
     def _find(self, kind: str, spec: Spec) -> Component:
         wanted = normalize(spec.name)
-        candidates = [c for c in self.components[kind] if c.name == wanted]
-        if not candidates:
-            candidates = [c for c in self.components[kind] if wanted in c.aliases]
-        if spec.plugin is not None:
-            candidates = [c for c in candidates if normalize(c.plugin) == normalize(spec.plugin)]
+        candidates = self.candidates(kind, spec)
         if len(candidates) == 1:
             return candidates[0]
         flag = KINDS[kind].flag
         if not candidates:
             known = self.names(kind) + sorted({a for c in self.components[kind] for a in c.aliases})
-            where = f" from plugin {spec.plugin!r}" if spec.plugin else ""
+            where = f" from plugin {spec.plugin!r}" if spec.plugin is not None else ""
             message = f"unknown {kind} {spec.name!r}{where} for {flag}"
+            elsewhere = self.candidates(kind, Spec(spec.name)) if spec.plugin is not None else []
             close = difflib.get_close_matches(wanted, known, n=1)
-            if close:
+            if elsewhere:  # the name exists, the plugin is wrong (or gone): say which plugins have it
+                message += f"; did you mean {' or '.join(repr(c.qualified_name) for c in elsewhere)}?"
+            elif close:
                 message += f"; did you mean {close[0]!r}?"
             message += f" (available: {', '.join(self.names(kind)) or 'none'})"
             # The name may belong to a plugin that failed: say so, or the user hunts for a typo that is not there.
@@ -177,11 +210,12 @@ class Registry:
             raise
         except Exception as error:
             if strict():
+                blame(error, component.plugin)
                 raise
             raise GankitError(
                 f"{kind} {component.qualified_name!r} failed to build: {describe_exception(error)}"
             ) from error
-        return Built(component, value, options, qualified=parse_spec(text).plugin is not None)
+        return Built(component, value, options)
 
 
 _default: Registry | None = None

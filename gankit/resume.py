@@ -31,6 +31,7 @@ from gankit.config import RunConfig, read_toml
 from gankit.errors import GankitError, GankitWarning
 from gankit.evaluation import EVAL_LOG
 from gankit.inference import load_state
+from gankit.registry import default_registry
 
 if TYPE_CHECKING:  # pragma: no cover
     from gankit.engine import Trainer
@@ -165,6 +166,8 @@ def resume_trainer(
         if overrides and overrides.get("steps") is not None:
             raise GankitError(f"--steps {config.steps}: {run_dir} is already at step {step}; give a larger total")
         raise GankitError(f"{run_dir} already finished at step {step}; pass --steps N (N > {step}) to train it further")
+    registry = registry or default_registry()
+    pin_recorded_plugins(config, metadata, registry)
     trainer = Trainer(config, registry=registry, listeners=listeners)
     restore_trainer(trainer, tensors, metadata, source=path)
     _warn_if_data_changed(trainer, metadata, source=path, warn=warn)
@@ -197,6 +200,18 @@ def _warn_if_data_changed(trainer: Trainer, metadata: dict[str, Any], *, source:
             f"the data changed since {source.name} was written (files added, removed or changed: fingerprint "
             f"{str(before)[:12]} then, {str(now)[:12]} now); the resumed run trains on the data as it is now"
         )
+
+
+def pin_recorded_plugins(config: RunConfig, metadata: Mapping[str, Any], registry) -> None:
+    """Settle the bare names of a run recorded by gankit 0.1 with the plugins its checkpoint says built them,
+    where a plugin installed since registers the same name (newer runs record ``plugin:name`` already)."""
+    config.arch = registry.recorded_spec("architecture", config.arch, metadata)
+    config.loss = registry.recorded_spec("loss", config.loss, metadata)
+    config.data = registry.recorded_spec("data", config.data, metadata)
+    config.reg = [
+        registry.recorded_spec("regularizer", spec, metadata, f"regularizer.{index}")
+        for index, spec in enumerate(config.reg)
+    ]
 
 
 def restore_trainer(trainer: Trainer, tensors: dict[str, torch.Tensor], metadata: dict[str, Any], *, source) -> None:

@@ -18,12 +18,18 @@ INTERRUPTED_EXIT_CODE = 130
 class TrainingInterrupted(Exception):
     """Training stopped on a signal after a whole step; ``checkpoint`` holds that step (None if none could be written)."""
 
-    def __init__(self, signal_name: str, step: int, checkpoint: Path | None, run_dir: Path) -> None:
+    def __init__(self, signal_name: str, step: int, checkpoint: Path | None, run_dir: Path, total: int | None = None) -> None:
         self.signal_name = signal_name
         self.step = step
         self.checkpoint = checkpoint
         self.run_dir = run_dir
+        self.total = total  # the run's planned steps
         super().__init__(self.message())
+
+    @property
+    def resumable(self) -> bool:
+        """Whether ``--resume`` has something left to do (a run stopped at its last step has finished)."""
+        return self.checkpoint is None or self.total is None or self.step < self.total
 
     def resume_command(self) -> str:
         return f"gankit run --resume {shlex.quote(str(self.run_dir))}"

@@ -1,5 +1,9 @@
-"""Shared fixtures: a private cache folder for the whole session, and tiny run settings."""
+"""Shared fixtures: a private cache folder for the whole session, tiny run settings, and plugins installed as
+entry points for one test."""
 from __future__ import annotations
+
+import textwrap
+from importlib import metadata
 
 import pytest
 
@@ -48,3 +52,32 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def install_entry_points(tmp_path, monkeypatch):
+    """``install({name: module source})``: plugins seen as installed entry points (modules on sys.path), with a
+    fresh process-wide plugin set and registry; everything is undone after the test."""
+    import gankit.plugins
+    import gankit.registry
+
+    def install(sources: dict[str, str]) -> None:
+        folder = tmp_path / "plugin-src"
+        folder.mkdir(exist_ok=True)
+        points = []
+        for name, source in sources.items():
+            (folder / f"badplugin_{name}.py").write_text(textwrap.dedent(source))
+            points.append(metadata.EntryPoint(name=name, value=f"badplugin_{name}", group="gankit"))
+        monkeypatch.syspath_prepend(str(folder))
+        original = metadata.entry_points
+
+        def entry_points(**params):
+            # Only gankit's group is replaced; other libraries still see their own entry points.
+            return metadata.EntryPoints(points) if params.get("group") == "gankit" else original(**params)
+
+        monkeypatch.setattr(metadata, "entry_points", entry_points)
+        monkeypatch.setattr(gankit.plugins, "_default", None)
+        monkeypatch.setattr(gankit.registry, "_default", None)
+
+    yield install
+    gankit.plugins.reset_default_plugins()

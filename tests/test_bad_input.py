@@ -6,9 +6,7 @@ were there before (data, runs, checkpoints) left exactly as they were.
 from __future__ import annotations
 
 import hashlib
-import textwrap
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
@@ -16,8 +14,6 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import gankit.plugins
-import gankit.registry
 from gankit.checkpoint import save_checkpoint
 from gankit.cli import app
 
@@ -225,29 +221,9 @@ def snapshot(folder: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def plugin_environment(tmp_path, monkeypatch):
+def plugin_environment(install_entry_points):
     """Install test plugins as entry points (modules on sys.path), with a fresh plugin set and registry."""
-
-    def install(sources: dict[str, str]) -> None:
-        folder = tmp_path / "plugin-src"
-        folder.mkdir(exist_ok=True)
-        points = []
-        for name, source in sources.items():
-            (folder / f"badplugin_{name}.py").write_text(textwrap.dedent(source))
-            points.append(metadata.EntryPoint(name=name, value=f"badplugin_{name}", group="gankit"))
-        monkeypatch.syspath_prepend(str(folder))
-        original = metadata.entry_points
-
-        def entry_points(**params):
-            # Only gankit's group is replaced; other libraries still see their own entry points.
-            return metadata.EntryPoints(points) if params.get("group") == "gankit" else original(**params)
-
-        monkeypatch.setattr(metadata, "entry_points", entry_points)
-        monkeypatch.setattr(gankit.plugins, "_default", None)
-        monkeypatch.setattr(gankit.registry, "_default", None)
-
-    yield install
-    gankit.plugins.reset_default_plugins()
+    return install_entry_points
 
 
 def test_the_corpus_is_large_and_covers_every_area():

@@ -376,7 +376,7 @@ def test_a_relative_data_root_is_stored_absolute_and_said(tmp_path, monkeypatch,
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(app, image_run(tmp_path, "--data-root", "faces", "--out", "run"))
     assert result.exit_code == 0, result.output
-    assert f"Data root faces stored as {tmp_path / 'faces'}" in result.stderr
+    assert f"data root faces stored as {tmp_path / 'faces'}" in result.stderr
     assert tomllib.loads((tmp_path / "run" / "config.toml").read_text())["data_root"] == str(tmp_path / "faces")
     monkeypatch.chdir(tmp_path / "faces")  # elsewhere: the run still finds its data
     resumed = CliRunner().invoke(app, ["run", "--resume", str(tmp_path / "run"), "--steps", "4", "--quiet"])

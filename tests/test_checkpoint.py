@@ -92,7 +92,7 @@ def test_a_checkpoint_holds_everything_needed_to_continue(tmp_path):
     assert any(name.startswith("discriminator.") for name in tensors)
     assert any(name.startswith("optimizer_g.state.") for name in tensors)
     assert {"rng.torch", "rng.noise"} <= tensors.keys()
-    assert metadata["step"] == 2 and metadata["config"]["arch"] == "dcgan:width=8"
+    assert metadata["step"] == 2 and metadata["config"]["arch"] == "dcgan:dcgan:width=8"
     assert metadata["batches"] == trainer.batches.state_dict()
     assert metadata["components"]["architecture"]["plugin"] == "dcgan"
     assert {"version", "name"} <= metadata["components"]["loss"].keys()
@@ -172,7 +172,7 @@ def test_a_checkpoint_of_another_architecture_names_the_difference(tmp_path):
     out = tmp_path / "run"
     train(out, steps=2)
     config_file = out / "config.toml"
-    config_file.write_text(config_file.read_text().replace('arch = "dcgan:width=8"', 'arch = "dcgan:width=16"'))
+    config_file.write_text(config_file.read_text().replace('arch = "dcgan:dcgan:width=8"', 'arch = "dcgan:dcgan:width=16"'))
     result = CliRunner().invoke(app, ["run", "--resume", str(out), "--steps", "4", "--quiet"])
     assert result.exit_code != 0
     lines = [line for line in result.output.splitlines() if line.strip()]

@@ -61,7 +61,7 @@ def test_run_then_sample(tmp_path):
     result = invoke("run", *TINY_FLAGS, "--out", str(out))
     assert result.exit_code == 0, result.output
     config = tomllib.loads((out / "config.toml").read_text())
-    assert config["steps"] == 4 and config["arch"] == "dcgan:width=8" and config["loss"] == "bce"
+    assert config["steps"] == 4 and config["arch"] == "dcgan:dcgan:width=8" and config["loss"] == "losses:bce"
     grid = tmp_path / "grid.png"
     result = invoke("sample", str(out / "checkpoints" / "step-0000004.safetensors"), "-n", "16", "--out", str(grid))
     assert result.exit_code == 0, result.output

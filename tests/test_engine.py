@@ -35,8 +35,8 @@ def test_resolved_config_records_loss_recommendations_and_canonical_specs(tiny_r
     trainer = make_trainer(tiny_run)
     trainer.train(tmp_path / "run")
     text = (tmp_path / "run" / "config.toml").read_text()
-    assert 'arch = "dcgan:width=8"' in text
-    assert 'data = "digits:count=256"' in text
+    assert 'arch = "dcgan:dcgan:width=8"' in text
+    assert 'data = "digits:digits:count=256"' in text
     assert "image_size = 32" in text
     # bce recommends Adam 2e-4, betas (0.5, 0.999); nothing overrode it.
     assert trainer.config.optimizer == "adam" and trainer.config.lr == 2e-4

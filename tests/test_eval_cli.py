@@ -47,7 +47,7 @@ def ring_run(tmp_path_factory):
 def test_eval_during_training_logs_the_metric_and_keeps_the_best_checkpoint(ring_run):
     records = [json.loads(line) for line in (ring_run / "eval.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [2, 4, 6]
-    assert all(r["metric"] == "modes" and {"modes", "hq", "kl"} <= set(r) for r in records)
+    assert all(r["metric"] == "metrics:modes" and {"modes", "hq", "kl"} <= set(r) for r in records)
     best = max(records, key=lambda r: (r["modes"], -r["step"]))  # the first of the highest
     _, metadata = load_checkpoint(ring_run / "checkpoints" / "best.safetensors")
     assert metadata["step"] == best["step"]
@@ -58,7 +58,7 @@ def test_eval_prints_json_for_a_run_folder(ring_run):
     result = invoke("eval", str(ring_run), "--metric", "modes", "-n", "300", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    assert report["metric"] == "modes" and report["samples"] == 300 and report["step"] == 6
+    assert report["metric"] == "metrics:modes" and report["samples"] == 300 and report["step"] == 6
     assert report["ema"] is True  # the ring recipe trains with an EMA generator
     assert set(report["values"]) == {"modes", "hq", "kl"}
     assert 0 <= report["values"]["modes"] <= 8

@@ -159,7 +159,7 @@ def test_each_loss_trains_and_its_resolved_options_go_into_the_run_config(tiny_r
     out = Trainer(RunConfig.from_sources(overrides={**tiny_run, "loss": spec, "steps": 2})).train(tmp_path / "run")
     text = (out / "config.toml").read_text()
     name, _, options = spec.partition(":")
-    assert f'loss = "{name}{":margin=1.0" if options else ""}"' in text
+    assert f'loss = "losses:{name}{":margin=1.0" if options else ""}"' in text
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert all(math.isfinite(r["d_loss"]) and math.isfinite(r["g_loss"]) for r in records)
 

@@ -167,7 +167,7 @@ def test_options_come_from_the_factory_signature():
     component, options = registry.resolve("loss", "toy-loss:margin=2")
     assert options == {"margin": 2.0} and isinstance(options["margin"], float)
     built = registry.build("loss", "toy-loss:margin=0.5")
-    assert built.value.margin == 0.5 and built.spec == "toy-loss:margin=0.5"
+    assert built.value.margin == 0.5 and built.spec == "toys:toy-loss:margin=0.5"
     with pytest.raises(GankitError, match=r"no option 'margn'; valid options: margin \(float\) = 1.0"):
         registry.resolve("loss", "toy-loss:margn=2")
     with pytest.raises(GankitError, match="option 'weight' must be float, got 'heavy'"):
@@ -252,6 +252,13 @@ def test_an_empty_or_non_string_name_fails_the_plugin(name):
     assert "non-empty name" in info.error
 
 
+@pytest.mark.parametrize("name", ["mine:dcgan", "width=3", "a,b"])
+def test_a_name_that_a_spec_could_not_spell_fails_the_plugin(name):
+    # Runs record plugin:name:key=value; such a name could neither be typed nor read back.
+    info = registry_with(("spelling", Registers([name]))).plugins.infos["spelling"]
+    assert info.status == "failed" and "may not contain ':', '=' or ','" in info.error
+
+
 def test_a_plugin_registering_one_name_twice_fails():
     registry = registry_with(("twice", Registers(["echo", "Echo"])))
     info = registry.plugins.infos["twice"]
@@ -332,6 +339,13 @@ def test_aliases_find_the_component():
 def test_a_name_beats_another_plugins_alias():
     registry = registry_with(("named", Registers("shared")), ("aliased", Registers("other", aliases=("shared",))))
     assert registry.get("architecture", "shared").plugin == "named"
+
+
+@pytest.mark.parametrize("spec", ["gone:dcgan", "losses:dcgan", ":dcgan"])
+def test_a_wrong_plugin_suggests_the_plugins_that_have_the_name(spec):
+    # E.g. a run's config.toml names a plugin that was uninstalled since.
+    with pytest.raises(GankitError, match=r"unknown architecture 'dcgan' from plugin '\w*' for --arch; did you mean 'dcgan:dcgan'\?"):
+        registry_with().get("architecture", spec)
 
 
 def test_unknown_names_suggest_the_closest_one():
@@ -443,10 +457,121 @@ def test_two_entry_points_with_one_name_are_not_resolved_silently(monkeypatch):
     assert rejected.status == "failed" and "already named 'twin-plugin'" in rejected.error
 
 
-def test_a_qualified_name_is_recorded_qualified_so_the_run_can_be_rebuilt():
+def test_every_name_is_recorded_qualified_so_the_run_can_be_rebuilt():
     registry = registry_with(("alpha", Registers("twin")), ("beta", Registers("twin")))
     built = registry.build("architecture", "Beta:TWIN:hidden=4", shape=(2,), z_dim=3)
     # The run's config.toml records this spec; gankit sample and --resume rebuild from it.
     assert built.spec == "beta:twin:hidden=4"
     assert registry.build("architecture", built.spec, shape=(2,), z_dim=3).component.plugin == "beta"
-    assert registry_with(("toys", EveryKind())).build("loss", "toy-loss").spec == "toy-loss"
+    # A unique name too, and an alias: a plugin installed later may take the bare name.
+    toys = registry_with(("toys", EveryKind()))
+    assert toys.build("loss", "toy-loss").spec == "toys:toy-loss"
+    assert toys.build("architecture", "TA", shape=(2,), z_dim=3).spec == "toys:toy-arch"
+
+
+# --- what users are shown: descriptions, aliases, gankit info, strict mode in the CLI -------------------
+
+
+def test_list_plugins_json_shows_descriptions_and_aliases():
+    result = CliRunner().invoke(app, ["list-plugins", "--json"])
+    assert result.exit_code == 0, result.output
+    listing = {plugin["name"]: plugin for plugin in json.loads(result.output)}
+    losses = {c["name"]: c for c in listing["losses"]["components"]}
+    assert losses["least-squares"]["aliases"] == ["lsgan"]
+    assert losses["least-squares"]["description"].startswith("LSGAN (Mao et al. 2017)")
+    assert losses["least-squares"]["qualified_name"] == "losses:least-squares"
+    assert listing["losses"]["provides"]["loss"] == list(losses)  # the short form stays as it was
+    assert gankit.list_plugins() == json.loads(result.output)
+
+
+def test_list_plugins_table_shows_descriptions_and_aliases():
+    result = CliRunner().invoke(app, ["list-plugins"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    row = [line for line in result.output.splitlines() if "least-squares" in line and "lsgan" in line]
+    assert row and "LSGAN (Mao et al. 2017)" in row[0]
+
+
+class TypedOptions:
+    """An architecture whose options cover annotations, defaults only, a required option and **kwargs."""
+
+    @staticmethod
+    def factory(*, shape, z_dim, width: int = 8, scale=0.5, name: str, label=None, **extra):
+        return toy_architecture(shape=shape, z_dim=z_dim)
+
+    @gankit.hookimpl
+    def gankit_register_architectures(self, register):
+        register("typed", self.factory, description="options of every sort", aliases=("tp",))
+
+
+def test_info_lists_options_from_the_signature_without_the_engine_context(monkeypatch):
+    registry = registry_with(("typed-plugin", TypedOptions()))
+    monkeypatch.setattr("gankit.plugins._default", registry.plugins)
+    monkeypatch.setattr("gankit.registry._default", registry)
+    result = CliRunner().invoke(app, ["info", "arch:tp", "--json"])
+    assert result.exit_code == 0, result.output
+    details = json.loads(result.output)
+    assert (details["kind"], details["name"], details["plugin"]) == ("architecture", "typed", "typed-plugin")
+    assert details["description"] == "options of every sort" and details["aliases"] == ["tp"]
+    assert details["options"] == [
+        {"name": "width", "type": "int", "default": 8, "required": False},
+        {"name": "scale", "type": "float", "default": 0.5, "required": False},
+        {"name": "name", "type": "str", "default": None, "required": True},
+        {"name": "label", "type": None, "default": None, "required": False},
+    ]
+    assert details["accepts_other_options"] is True
+    table = CliRunner().invoke(app, ["info", "typed"], env={"COLUMNS": "120"}).output
+    assert "options of every sort" in table and "(required)" in table and "shape" not in table
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("digits", "'digits' names several components; choose one of: data:digits, metric:digits"),
+        ("lsgn", "no component is named 'lsgn'; did you mean 'lsgan'?"),
+        ("loss:lsgn", "unknown loss 'lsgn' for --loss; did you mean 'lsgan'?"),
+        ("bce:x=1", "give a name without options"),
+    ],
+)
+def test_info_of_an_ambiguous_or_unknown_name_is_one_line(name, message):
+    result = CliRunner().invoke(app, ["info", name])
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1 and message in result.output, result.output
+
+
+def test_info_takes_a_kind_or_a_plugin_to_choose():
+    for name, kind in [("data:digits", "data"), ("metric:digits", "metric"), ("metrics:digits", "metric")]:
+        result = CliRunner().invoke(app, ["info", name, "--json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)["kind"] == kind
+
+
+def test_strict_mode_in_the_cli_shows_the_traceback_and_names_the_plugin(monkeypatch):
+    import traceback
+
+    monkeypatch.setenv("GANKIT_STRICT_PLUGINS", "1")
+    broken = metadata.EntryPoint(name="broken-import", value="gankit_no_such_module_xyz", group="gankit")
+    monkeypatch.setattr("gankit.plugins.metadata.entry_points", lambda group: [broken])
+    result = CliRunner().invoke(app, ["list-plugins"])
+    assert result.exit_code == 1 and isinstance(result.exception, ModuleNotFoundError)
+    shown = "".join(traceback.format_exception(result.exception))
+    assert "Traceback" in shown and "raised by gankit plugin 'broken-import'" in shown
+
+
+def test_strict_mode_names_the_plugin_whose_hook_raised(monkeypatch):
+    monkeypatch.setenv("GANKIT_STRICT_PLUGINS", "1")
+    with pytest.raises(ValueError, match="no data today") as error:
+        registry_with(("broken", RaisesInDataSources()))
+    assert error.value.__notes__ == ["raised by gankit plugin 'broken' (GANKIT_STRICT_PLUGINS=1 re-raises plugin errors)"]
+
+
+def test_strict_mode_names_the_plugin_whose_factory_raised(monkeypatch):
+    def exploding(*, shape, z_dim):
+        raise ZeroDivisionError("width 0")
+
+    registry = registry_with(("fragile", Registers("fragile-arch", factory=exploding)))
+    with pytest.raises(GankitError, match="'fragile:fragile-arch' failed to build: ZeroDivisionError: width 0"):
+        registry.build("architecture", "fragile-arch", shape=(2,), z_dim=3)
+    monkeypatch.setenv("GANKIT_STRICT_PLUGINS", "1")
+    with pytest.raises(ZeroDivisionError) as error:
+        registry.build("architecture", "fragile-arch", shape=(2,), z_dim=3)
+    assert "raised by gankit plugin 'fragile'" in error.value.__notes__[0]

@@ -99,7 +99,7 @@ def test_clip_value_option_from_flags_and_toml_goes_into_the_run_config(tiny_run
     run = Trainer(config)
     assert run.regularizers[0].value == 0.02
     out = run.train(tmp_path / "run")
-    assert 'reg = ["clip:value=0.02"]' in (out / "config.toml").read_text()
+    assert 'reg = ["regularizers:clip:value=0.02"]' in (out / "config.toml").read_text()
 
 
 def test_clip_option_errors_list_the_valid_options():
@@ -191,11 +191,11 @@ def test_spectral_norm_needs_a_weighted_layer():
 def test_regularizers_combine_and_each_acts(tiny_run, tmp_path):
     run = trainer(tiny_run, loss="wasserstein", reg=["gp:weight=5", "spectral-norm"],
                   arch="dcgan:width=8,norm=layer", steps=1, d_steps=1)
-    assert run.config.reg == ["gp:weight=5.0", "spectral-norm"]
+    assert run.config.reg == ["regularizers:gp:weight=5.0", "regularizers:spectral-norm"]
     assert [type(r).__name__ for r in run.regularizers] == ["GradientPenalty", "SpectralNorm"]
     assert all(
         torch.nn.utils.parametrize.is_parametrized(layer, "weight")
         for layer in run.discriminator.modules() if isinstance(layer, nn.Conv2d)
     )
     out = run.train(tmp_path / "run")
-    assert 'reg = ["gp:weight=5.0", "spectral-norm"]' in (out / "config.toml").read_text()
+    assert 'reg = ["regularizers:gp:weight=5.0", "regularizers:spectral-norm"]' in (out / "config.toml").read_text()

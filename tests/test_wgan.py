@@ -177,7 +177,7 @@ def test_gankit_run_wasserstein_clip_writes_a_checkpoint_with_every_critic_weigh
     run_cli("run", "--loss", "wasserstein:schedule=false", "--reg", "clip", *flags, "--steps", "2",
             "--out", str(out), *TINY_FLAGS)
     config = (out / "config.toml").read_text()
-    assert 'loss = "wasserstein:schedule=false"' in config and 'reg = ["clip"]' in config
+    assert 'loss = "losses:wasserstein:schedule=false"' in config and 'reg = ["regularizers:clip"]' in config
     assert 'optimizer = "rmsprop"' in config and "d_steps = 5" in config
     tensors = load_file(str(sorted((out / "checkpoints").glob("*.safetensors"))[-1]))
     _, critic = default_registry().build("architecture", arch or "dcgan", shape=(1, 32, 32), z_dim=16).value

@@ -299,7 +299,7 @@ class DigitsDataSource(DataSource):
 
     # The default run: DCGAN at half the article's width learns these 32x32 digits in about 1,000 steps,
     # a few minutes on a 2-core CPU. An --arch given by the user always wins.
-    recommended = {"arch": "dcgan:width=32"}
+    recommended = {"arch": "dcgan:dcgan:width=32"}  # plugin-qualified: another plugin's "dcgan" cannot take it
 
     def __init__(self, *, root=None, image_size=None, seed=0, count: int = DEFAULT_COUNT, dataset_seed: int = 0):
         import torch

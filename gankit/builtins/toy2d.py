@@ -22,9 +22,9 @@ DEFAULT_COUNT = 100_000
 # small gamma (Mescheder et al. 2018; gamma 1 blurred the modes, none lost them, 0.1 tied 0.03 on the grid)
 # and the generator EMA.
 TOY_RECIPE = {
-    "arch": "mlp:width=64,depth=3",
-    "loss": "bce",
-    "reg": ["r1:gamma=0.03,every=4"],
+    "arch": "mlp:mlp:width=64,depth=3",  # plugin-qualified, as the defaults of RunConfig
+    "loss": "losses:bce",
+    "reg": ["regularizers:r1:gamma=0.03,every=4"],
     "optimizer": "adam",
     "lr": 3e-3,
     "betas": [0.0, 0.99],
@@ -37,13 +37,13 @@ TOY_RECIPE = {
     "sample_every": 500,
     "checkpoint_every": 2000,
     "log_every": 100,
-    "metric": "modes",  # what --eval-every N measures unless --metric says otherwise
+    "metric": "metrics:modes",  # what --eval-every N measures unless --metric says otherwise
 }
 # The ring: least squares left fewer samples between its close modes than BCE. (The LSGAN loss carries a
 # factor 0.5, so its R1 gamma is half of BCE's for the same balance.) PacGAN packing no longer helped here.
-RING_RECIPE = {**TOY_RECIPE, "loss": "least-squares", "reg": ["r1:gamma=0.015,every=4"]}
+RING_RECIPE = {**TOY_RECIPE, "loss": "losses:least-squares", "reg": ["regularizers:r1:gamma=0.015,every=4"]}
 # The grid: 25 modes need a wider generator and a longer run, half of it with a decaying rate.
-GRID_RECIPE = {**TOY_RECIPE, "arch": "mlp:width=64,depth=3,g_width=128", "steps": 6000, "lr_decay": 0.5}
+GRID_RECIPE = {**TOY_RECIPE, "arch": "mlp:mlp:width=64,depth=3,g_width=128", "steps": 6000, "lr_decay": 0.5}
 
 
 def ring_modes(count: int = 8, radius: float = 1.0) -> torch.Tensor:
