@@ -334,6 +334,15 @@ def test_resume_takes_an_edited_steps_from_config_toml_and_says_so(tmp_path, fin
     assert list_checkpoints(run / "checkpoints")[-1].name == "step-0000004.safetensors"
 
 
+def test_resume_with_steps_edited_and_given_as_a_flag_follows_the_flag_silently(tmp_path, finished, one_thread):
+    run = copy_run(finished, tmp_path)
+    set_key("steps", "6")(run)
+    result = CliRunner().invoke(app, ["run", "--resume", str(run), "--steps", "4", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "Warning" not in result.stderr, result.stderr
+    assert list_checkpoints(run / "checkpoints")[-1].name == "step-0000004.safetensors"
+
+
 def test_resume_without_config_toml_uses_the_checkpoint_config_and_writes_it_again(tmp_path, finished, one_thread):
     run = copy_run(finished, tmp_path)
     saved = tomllib.loads((run / "config.toml").read_text())
