@@ -202,7 +202,7 @@ def run(
         trainer = None
     else:
         run_config = RunConfig.from_sources(config, flags)
-        _store_data_root_absolute(run_config)
+        data_root_note = _store_data_root_absolute(run_config)
         # Normalised: "new/../old" must be seen as "old" before anything is checked or created.
         out_dir = Path(os.path.normpath(run_config.out)) if run_config.out else _default_out(run_config)
         try:
@@ -216,6 +216,8 @@ def run(
 
         # Everything is built and checked (names, options, shapes, data) before the run folder is touched.
         trainer = Trainer(run_config, listeners=listeners)
+        if data_root_note:
+            typer.echo(data_root_note, err=True)
     # Rank 0 alone writes the run folder (torchrun), so it alone locks it.
     main = Distributed.from_environment().is_main
     claim = writing_run(out_dir, new_run=trainer is not None, replace=overwrite, main=main, warn=_warn)
@@ -238,15 +240,17 @@ def _warn(message: str) -> None:
     warnings.warn(GankitWarning(message), stacklevel=2)
 
 
-def _store_data_root_absolute(config) -> None:
+def _store_data_root_absolute(config) -> str | None:
     """A relative --data-root is relative to where the run started; stored so, --resume and eval from
-    another folder would look in the wrong place."""
+    another folder would look in the wrong place. Returns the line that says so, if it was changed."""
     if not config.data_root:
-        return
+        return None
     absolute = os.path.abspath(os.path.expanduser(config.data_root))
-    if absolute != config.data_root:
-        typer.echo(f"Data root {config.data_root} stored as {absolute}", err=True)
-        config.data_root = absolute
+    if absolute == config.data_root:
+        return None
+    note = f"Data root {config.data_root} stored as {absolute}"
+    config.data_root = absolute
+    return note
 
 
 def _default_out(config) -> Path:
@@ -275,7 +279,10 @@ def _check_out(out_dir: Path, config, overwrite: bool) -> None:
         raise GankitError(f"--out {out_dir} is a symlink to {os.readlink(out_dir)}, which does not exist")
     if out_dir.exists() and not out_dir.is_dir():
         raise GankitError(f"--out {out_dir} is a file, not a folder")
-    where = out_dir.resolve()
+    try:
+        where = out_dir.resolve()
+    except RuntimeError:  # Python < 3.13 raises this for a symlink loop
+        raise GankitError(f"--out {out_dir} runs through a symlink loop") from None
     if config.data_root:
         data_root = Path(config.data_root).expanduser().resolve()
         if where == data_root or data_root in where.parents:

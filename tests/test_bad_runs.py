@@ -127,6 +127,7 @@ CORPUS = [
     BadRun("--out inside the checkpoints of another run", on_run("run", *TINY, "--out", "{run}/checkpoints/new"), ("inside the run folder",)),
     BadRun("--out with a 300-character name", fresh("--out", "{work}/" + "x" * 300), ("cannot write the run folder", "x" * 300, "File name too long")),
     BadRun("--out is a dangling symlink", fresh("--out", "{work}/link", setup=make_link("link", "{work}/gone")), ("symlink", "does not exist")),
+    BadRun("--out through a symlink loop", fresh("--out", "{work}/loop/run", setup=make_link("loop", "{work}/loop")), ("symlink loop",)),
     BadRun("--out is a symlink to a run", on_run("run", *TINY, "--out", "{work}/link", edit=lambda run: (run.parent / "link").symlink_to(run)), ("already holds a run",)),
     BadRun("--resume when the lock file is a folder", on_run("run", "--resume", "{run}", "--steps", "4", edit=lock_file_as("folder")), ("cannot write the run folder", "Is a directory")),
     BadRun("--resume when the lock file is a symlink", on_run("run", "--resume", "{run}", "--steps", "4", edit=lock_file_as("symlink")), ("cannot write the run folder", ".gankit.lock")),
