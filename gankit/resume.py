@@ -108,7 +108,8 @@ def resume_config(
     if file.is_file():
         edited = RunConfig()
         edited.update(read_toml(file), source=str(file))
-        _take_allowed_edits(config, edited, file=file, source=source, warn=warn)
+        flagged = {key for key, value in (overrides or {}).items() if value is not None}
+        _take_allowed_edits(config, edited, file=file, source=source, warn=warn, flagged=flagged)
     else:
         warn(f"{run_dir} has no config.toml; resuming with the config saved in {source.name} (config.toml is written again)")
     if overrides:
@@ -117,9 +118,13 @@ def resume_config(
     return _as_resumed(config, run_dir)
 
 
-def _take_allowed_edits(config: RunConfig, edited: RunConfig, *, file: Path, source: Path, warn) -> None:
-    # ``out`` is where the run lives now, not a setting: a moved run folder is not an edit.
-    changed = [key for key in RunConfig.keys() if key != "out" and getattr(edited, key) != getattr(config, key)]
+def _take_allowed_edits(config: RunConfig, edited: RunConfig, *, file: Path, source: Path, warn, flagged: set[str]) -> None:
+    # ``out`` is where the run lives now, not a setting: a moved run folder is not an edit. A key given as a
+    # flag is decided by the flag.
+    changed = [
+        key for key in RunConfig.keys()
+        if key != "out" and key not in flagged and getattr(edited, key) != getattr(config, key)
+    ]
     refused = [key for key in changed if key not in RESUME_OVERRIDABLE]
     if refused:
         key = refused[0]

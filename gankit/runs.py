@@ -24,7 +24,7 @@ def new_run(config: RunConfig, *, overwrite: bool = False, listeners: Iterable[C
     Everything is built and checked (names, options, shapes, data, the folder) before the folder is touched;
     an existing run there is refused unless ``overwrite``. Train it with :func:`train_in_folder`.
     """
-    store_data_root_absolute(config, warn)
+    data_root_note = store_data_root_absolute(config)
     # Normalised: "new/../old" must be seen as "old" before anything is checked or created.
     out_dir = Path(os.path.normpath(config.out)) if config.out else default_out(config)
     try:
@@ -35,7 +35,10 @@ def new_run(config: RunConfig, *, overwrite: bool = False, listeners: Iterable[C
         raise GankitError(os_error_message(error, out_dir)) from None
     from gankit.engine import Trainer
 
-    return Trainer(config, listeners=list(listeners)), out_dir
+    trainer = Trainer(config, listeners=list(listeners))
+    if data_root_note:  # said once the run is sure to start
+        warn(data_root_note)
+    return trainer, out_dir
 
 
 def train_in_folder(out_dir: Path, trainer=None, *, overwrite: bool = False, resume_overrides: Mapping[str, Any] | None = None,
@@ -58,15 +61,17 @@ def train_in_folder(out_dir: Path, trainer=None, *, overwrite: bool = False, res
     return trainer
 
 
-def store_data_root_absolute(config: RunConfig, warn: Callable[[str], None]) -> None:
+def store_data_root_absolute(config: RunConfig) -> str | None:
     """A relative --data-root is relative to where the run started; stored so, --resume and eval from
-    another folder would look in the wrong place."""
+    another folder would look in the wrong place. Returns the line that says so, if it was changed."""
     if not config.data_root:
-        return
+        return None
     absolute = os.path.abspath(os.path.expanduser(config.data_root))
-    if absolute != config.data_root:
-        warn(f"data root {config.data_root} stored as {absolute}")
-        config.data_root = absolute
+    if absolute == config.data_root:
+        return None
+    note = f"data root {config.data_root} stored as {absolute}"
+    config.data_root = absolute
+    return note
 
 
 def default_out(config: RunConfig) -> Path:
@@ -82,7 +87,10 @@ def check_out(out_dir: Path, config: RunConfig, overwrite: bool) -> None:
         raise GankitError(f"--out {out_dir} is a symlink to {os.readlink(out_dir)}, which does not exist")
     if out_dir.exists() and not out_dir.is_dir():
         raise GankitError(f"--out {out_dir} is a file, not a folder")
-    where = out_dir.resolve()
+    try:
+        where = out_dir.resolve()
+    except RuntimeError:  # Python < 3.13 raises this for a symlink loop
+        raise GankitError(f"--out {out_dir} runs through a symlink loop") from None
     if config.data_root:
         data_root = Path(config.data_root).expanduser().resolve()
         if where == data_root or data_root in where.parents:

@@ -127,6 +127,7 @@ CORPUS = [
     BadRun("--out inside the checkpoints of another run", on_run("run", *TINY, "--out", "{run}/checkpoints/new"), ("inside the run folder",)),
     BadRun("--out with a 300-character name", fresh("--out", "{work}/" + "x" * 300), ("cannot write the run folder", "x" * 300, "File name too long")),
     BadRun("--out is a dangling symlink", fresh("--out", "{work}/link", setup=make_link("link", "{work}/gone")), ("symlink", "does not exist")),
+    BadRun("--out through a symlink loop", fresh("--out", "{work}/loop/run", setup=make_link("loop", "{work}/loop")), ("symlink loop",)),
     BadRun("--out is a symlink to a run", on_run("run", *TINY, "--out", "{work}/link", edit=lambda run: (run.parent / "link").symlink_to(run)), ("already holds a run",)),
     BadRun("--resume when the lock file is a folder", on_run("run", "--resume", "{run}", "--steps", "4", edit=lock_file_as("folder")), ("cannot write the run folder", "Is a directory")),
     BadRun("--resume when the lock file is a symlink", on_run("run", "--resume", "{run}", "--steps", "4", edit=lock_file_as("symlink")), ("cannot write the run folder", ".gankit.lock")),
@@ -331,6 +332,15 @@ def test_resume_takes_an_edited_steps_from_config_toml_and_says_so(tmp_path, fin
     result = CliRunner().invoke(app, ["run", "--resume", str(run), "--quiet"])
     assert result.exit_code == 0, result.output
     assert "steps (2 -> 4)" in result.stderr
+    assert list_checkpoints(run / "checkpoints")[-1].name == "step-0000004.safetensors"
+
+
+def test_resume_with_steps_edited_and_given_as_a_flag_follows_the_flag_silently(tmp_path, finished, one_thread):
+    run = copy_run(finished, tmp_path)
+    set_key("steps", "6")(run)
+    result = CliRunner().invoke(app, ["run", "--resume", str(run), "--steps", "4", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "Warning" not in result.stderr, result.stderr
     assert list_checkpoints(run / "checkpoints")[-1].name == "step-0000004.safetensors"
 
 
