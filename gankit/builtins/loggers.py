@@ -1,8 +1,8 @@
 """Builtin loggers: ``csv`` (one row per logged interval) and ``tensorboard`` (when the package is installed).
 
 JSON lines (``metrics.jsonl``) are written by the engine for every run; these add other formats. Like
-``metrics.jsonl``, both drop what was logged after the step a run resumes from (``start``) or rolls back to
-(``divergence``), so a resumed run's logs hold each step once.
+``metrics.jsonl``, both drop what was logged after the step a run resumes from (``RunStarted``) or rolls back
+to (a ``DivergenceDetected`` rollback), so a resumed run's logs hold each step once.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 import gankit
 from gankit.components import Logger
 from gankit.errors import GankitError
+from gankit.events import DivergenceDetected, EvaluationDone, Event, RunStarted, StepLogged
 
 
 class CSVLogger(Logger):
@@ -49,15 +50,15 @@ class CSVLogger(Logger):
                 self._writers.pop(name)[0].close()
             _drop_csv_rows_after(self.folder / name, step)
 
-    def handle(self, event) -> None:
-        if event.name == "start":  # a resumed run logs the steps after its checkpoint again
+    def handle(self, event: Event) -> None:
+        if isinstance(event, RunStarted):  # a resumed run logs the steps after its checkpoint again
             self._drop_after(event.step, self.FILES)
-        elif event.name == "divergence":  # rolled back: the losses logged after the checkpoint are gone
-            self._drop_after(event.data["to_step"], ("metrics.csv",))
-        elif event.name == "log":
-            self._write("metrics.csv", {"step": event.step, **event.data})
-        elif event.name == "eval":
-            self._write("eval.csv", {"step": event.step, **event.data.get("values", {})})
+        elif isinstance(event, DivergenceDetected) and event.action == "rollback":
+            self._drop_after(event.to_step, ("metrics.csv",))  # the losses logged after the checkpoint are gone
+        elif isinstance(event, StepLogged):
+            self._write("metrics.csv", {"step": event.step, **event.values, "img_per_s": event.images_per_second})
+        elif isinstance(event, EvaluationDone):
+            self._write("eval.csv", {"step": event.step, **event.values})
 
     def close(self) -> None:
         for handle, _ in self._writers.values():
@@ -120,19 +121,23 @@ class TensorBoardLogger(Logger):
         self.close()
         self.writer = self._summary_writer(log_dir=self.log_dir, purge_step=purge_step)
 
-    def handle(self, event) -> None:
-        if event.name == "start":
+    def handle(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
             self._open(purge_step=event.step + 1 if event.step > 0 else None)  # a fresh run has nothing to hide
-            self.writer.add_text("config", "```\n" + json.dumps(event.data, indent=2, default=str) + "\n```", event.step)
-        elif event.name == "divergence":
-            self._open(purge_step=event.data["to_step"] + 1)
+            self.writer.add_text("config", "```\n" + json.dumps(event.config, indent=2, default=str) + "\n```", event.step)
+        elif isinstance(event, DivergenceDetected) and event.action == "rollback":
+            self._open(purge_step=event.to_step + 1)
+        elif isinstance(event, StepLogged):
+            self._add_scalars("train", {**event.values, "img_per_s": event.images_per_second}, event.step)
+        elif isinstance(event, EvaluationDone):
+            self._add_scalars("eval", event.values, event.step)
+
+    def _add_scalars(self, prefix: str, values: dict, step: int) -> None:
         if self.writer is None:
             return
-        values = event.data if event.name == "log" else event.data.get("values", {}) if event.name == "eval" else {}
-        prefix = "train" if event.name == "log" else "eval"
         for key, value in values.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                self.writer.add_scalar(f"{prefix}/{key}", value, event.step)
+                self.writer.add_scalar(f"{prefix}/{key}", value, step)
 
     def close(self) -> None:
         if self.writer is not None:
