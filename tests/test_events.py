@@ -80,6 +80,24 @@ def test_tensorboard_holds_every_value_of_every_evaluation(ring_run_with_loggers
     ]
 
 
+def test_a_resumed_run_widens_an_eval_csv_that_has_no_value_columns(tmp_path):
+    # Before evaluations reached the loggers, eval.csv held a step column alone; resuming such a run must not
+    # keep dropping the values because the old header lacks them.
+    out = tmp_path / "run"
+    flags = ["--data", "ring:count=256", "--arch", "mlp:width=8,depth=1", "--batch-size", "16", "--z-dim", "2",
+             "--eval-every", "2", "--metric", "modes", "--eval-count", "100", "--logger", "csv", "--device", "cpu"]
+    assert runner.invoke(app, ["run", *flags, "--steps", "4", "--quiet", "--out", str(out)]).exit_code == 0
+    (out / "eval.csv").write_text("step\n2\n4\n")
+    result = runner.invoke(app, ["run", "--resume", str(out), "--steps", "6", "--quiet"])
+    assert result.exit_code == 0, result.output
+    with (out / "eval.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    last = evaluations(out)[-1]
+    assert [row["step"] for row in rows] == ["2", "4", "6"] and rows[0]["modes"] == ""
+    assert {key: float(rows[-1][key]) for key in ("modes", "hq", "kl")} == {k: last[k] for k in ("modes", "hq", "kl")}
+    assert not list(out.glob(".eval.csv.*"))  # no temporary left behind
+
+
 class TypedRecorder(Logger):
     received: list = []
 

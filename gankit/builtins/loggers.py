@@ -21,8 +21,9 @@ from gankit.events import DivergenceDetected, EvaluationDone, Event, RunStarted,
 class CSVLogger(Logger):
     """``metrics.csv`` in the run folder: a ``step`` column and one column per logged value.
 
-    The columns are fixed by the file's header (the first row written); values that appear later
-    (evaluations) go to ``eval.csv``.
+    The columns are those of the file's header (the first row written); evaluations go to ``eval.csv``. A value
+    the header lacks widens it (earlier rows get an empty cell): eval.csv files written before evaluations
+    reached the loggers have a ``step`` column alone, and a resumed run must not drop its values.
     """
 
     FILES = ("metrics.csv", "eval.csv")
@@ -33,16 +34,25 @@ class CSVLogger(Logger):
 
     def _write(self, name: str, row: dict) -> None:
         if name not in self._writers:
-            path = self.folder / name
-            header = _csv_header(path)
-            handle = path.open("a", newline="", encoding="utf-8")
-            writer = csv.DictWriter(handle, fieldnames=header or list(row), extrasaction="ignore")
-            if not header:
-                writer.writeheader()
-            self._writers[name] = (handle, writer)
+            self._open(name, row)
         handle, writer = self._writers[name]
+        if not set(row) <= set(writer.fieldnames):
+            handle.close()
+            del self._writers[name]
+            _widen_csv_header(self.folder / name, [key for key in row if key not in writer.fieldnames])
+            self._open(name, row)
+            handle, writer = self._writers[name]
         writer.writerow(row)
         handle.flush()
+
+    def _open(self, name: str, row: dict) -> None:
+        path = self.folder / name
+        header = _csv_header(path)
+        handle = path.open("a", newline="", encoding="utf-8")
+        writer = csv.DictWriter(handle, fieldnames=header or list(row), extrasaction="ignore")
+        if not header:
+            writer.writeheader()
+        self._writers[name] = (handle, writer)
 
     def _drop_after(self, step: int, names) -> None:
         for name in names:
@@ -88,12 +98,22 @@ def _drop_csv_rows_after(path: Path, step: int) -> None:
                 kept.append(row)
         except ValueError:
             continue
-    if len(kept) == len(rows):
-        return
+    if len(kept) < len(rows):
+        _replace_csv(path, kept)
+
+
+def _widen_csv_header(path: Path, columns: list[str]) -> None:
+    """Add ``columns`` to the header of the file at ``path``, with empty cells in its rows; atomically."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    _replace_csv(path, [rows[0] + columns] + [row + [""] * len(columns) for row in rows[1:]])
+
+
+def _replace_csv(path: Path, rows: list[list[str]]) -> None:
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(handle, "w", newline="", encoding="utf-8") as out:
-            csv.writer(out).writerows(kept)
+            csv.writer(out).writerows(rows)
         os.replace(temporary, path)
     except BaseException:  # a failed rewrite leaves the old file and no stray temporary
         Path(temporary).unlink(missing_ok=True)
