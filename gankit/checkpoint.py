@@ -16,6 +16,7 @@ from typing import Any, Callable
 import torch
 
 from gankit.errors import GankitError
+from gankit.events import EvaluationDone, Event, StepLogged
 
 FORMAT = "gankit-checkpoint"
 FORMAT_VERSION = 1
@@ -527,10 +528,12 @@ class CheckpointKeeper:
         self.best: dict[str, Any] | None = None  # {"metric", "value", "step"}
         self._latest: tuple[int, float] | None = None
 
-    def __call__(self, event) -> None:
+    def __call__(self, event: Event) -> None:
         if self.metric is None:
             return
-        value = event.data.get(self.metric) if isinstance(event.data, dict) else None
+        # Logged intervals and evaluations carry values; best_metric names one of either (e.g. "fid", "d_loss").
+        values = event.values if isinstance(event, (StepLogged, EvaluationDone)) else {}
+        value = values.get(self.metric)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             self._latest = (event.step, float(value))
 

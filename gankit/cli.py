@@ -21,6 +21,7 @@ except ImportError:  # pragma: no cover - Typer releases that use click itself
 
 from gankit import __version__
 from gankit.errors import GankitError, GankitWarning
+from gankit.events import DivergenceDetected, RunFinished, RunStarted, StepLogged
 
 
 # click < 8.2 prints the help itself instead of raising this.
@@ -238,13 +239,13 @@ def run(
 
 def _print_divergence(event) -> None:
     """Divergence warnings and rollbacks as one line each (a divergence that stops the run ends as the error)."""
-    if event.name != "divergence" or event.data.get("action") == "stop":
+    if not isinstance(event, DivergenceDetected) or event.action == "stop":
         return
-    if event.data.get("action") == "rollback":
-        what = f"rolled back to step {event.data.get('to_step')} with learning rates x{event.data.get('lr_factor')}"
+    if event.action == "rollback":
+        what = f"rolled back to step {event.to_step} with learning rates x{event.lr_factor}"
     else:
         what = "use --on-divergence rollback to roll back automatically"
-    typer.echo(f"Warning: step {event.step}: {event.data.get('detail')}; {what}", err=True)
+    typer.echo(f"Warning: step {event.step}: {event.detail}; {what}", err=True)
 
 
 class ProgressDisplay:
@@ -265,7 +266,7 @@ class ProgressDisplay:
     def __call__(self, event) -> None:
         if not self.enabled:
             return
-        if event.name == "start":
+        if isinstance(event, RunStarted):
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
             self.progress = Progress(
@@ -273,17 +274,18 @@ class ProgressDisplay:
                 TimeElapsedColumn(), TimeRemainingColumn(), transient=False,
             )
             self.progress.start()
-            self.task = self.progress.add_task("train", total=event.data["total"], completed=event.step, stats="")
-            self.progress.console.print(f"device {event.data['device']}, writing {event.data['out']}")
-        elif event.name == "log" and self.progress is not None:
-            data = event.data
-            shown = [f"D {data['d_loss']:.3f}", f"G {data['g_loss']:.3f}"]
-            if "wasserstein" in data:
-                shown.append(f"W {data['wasserstein']:.3f}")
-            if data.get("img_per_s"):
-                shown.append(f"{data['img_per_s']:.0f} img/s")
+            self.task = self.progress.add_task("train", total=event.total_steps, completed=event.step, stats="")
+            resumed = f", resumed from step {event.step}" if event.resumed else ""
+            self.progress.console.print(f"device {event.device}, writing {event.out}{resumed}")
+        elif isinstance(event, StepLogged) and self.progress is not None:
+            values = event.values
+            shown = [f"D {values['d_loss']:.3f}", f"G {values['g_loss']:.3f}"]
+            if "wasserstein" in values:
+                shown.append(f"W {values['wasserstein']:.3f}")
+            if event.images_per_second:
+                shown.append(f"{event.images_per_second:.0f} img/s")
             self.progress.update(self.task, completed=event.step, stats="  ".join(shown))
-        elif event.name == "end" and self.progress is not None:
+        elif isinstance(event, RunFinished) and self.progress is not None:
             self.progress.update(self.task, completed=event.step)
 
 

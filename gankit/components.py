@@ -118,8 +118,9 @@ class Metric:
 
 
 class Logger:
-    """Receives the events of a run: ``start``, ``log`` (averaged losses), ``eval``, ``sample``,
-    ``checkpoint`` and ``end``; each has ``name``, ``step`` and a ``data`` dict. Built with the run folder."""
+    """Receives the events of a run, typed dataclasses from ``gankit.events``: ``RunStarted``, ``StepLogged``
+    (averaged losses), ``EvaluationDone``, ``SamplesWritten``, ``CheckpointWritten``, ``DivergenceDetected``
+    and ``RunFinished``; each has ``name``, ``step`` and its own attributes. Built with the run folder."""
 
     def handle(self, event) -> None:
         """React to one event (write a line, a scalar...). Called in the training process, keep it quick."""

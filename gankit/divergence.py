@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import torch
 
 from gankit.errors import GankitError
+from gankit.events import DivergenceDetected
 
 if TYPE_CHECKING:  # pragma: no cover
     from gankit.engine import Trainer
@@ -108,29 +109,33 @@ class DivergenceGuard:
         from gankit.resume import rollback
 
         step = trainer.step
-        base = {"kind": problem.kind, "detail": problem.detail}
+
+        def event(action: str, **more) -> DivergenceDetected:
+            return DivergenceDetected(step, kind=problem.kind, detail=problem.detail, action=action, **more)
+
         if problem.kind == "collapse" and self.action != "rollback":
-            trainer._emit("divergence", {**base, "action": "warn", "since": problem.since})
+            trainer._emit(event("warn", since=problem.since))
             return False
         written = list_checkpoints(trainer.out / "checkpoints")
         keeps = f"the last good checkpoint is {written[-1].name}" if written else "no checkpoint was written yet"
         if self.action != "rollback":
-            trainer._emit("divergence", {**base, "action": "stop"})
+            trainer._emit(event("stop"))
             raise GankitError(
                 f"training diverged at step {step}: {problem.detail}; stopped before writing anything "
                 f"({keeps}); --on-divergence rollback reloads it with a lower learning rate"
             )
         if self.rollbacks >= self.max_rollbacks:
-            trainer._emit("divergence", {**base, "action": "stop", "rollbacks": self.rollbacks})
+            trainer._emit(event("stop", rollbacks=self.rollbacks))
             raise GankitError(
                 f"training diverged at step {step}: {problem.detail}; gave up after {self.rollbacks} rollbacks "
                 f"(max-rollbacks), {keeps}"
             )
         self.rollbacks += 1
         # A collapse began before its detection: go back to before it began when a checkpoint allows.
-        target = rollback(trainer, at_or_before=problem.since, lr_factor=self.lr_factor, announce={
-            **base, "action": "rollback", "rollbacks": self.rollbacks,
-        })
+        target = rollback(
+            trainer, at_or_before=problem.since, lr_factor=self.lr_factor,
+            announce=event("rollback", rollbacks=self.rollbacks),
+        )
         self.streak = None
         return target is not None
 

@@ -14,9 +14,8 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -38,6 +37,16 @@ from gankit.ema import GeneratorEMA
 from gankit.divergence import DivergenceGuard, nonfinite_tensors
 from gankit.errors import GankitError
 from gankit.memory import reserved
+from gankit.events import (
+    CheckpointWritten,
+    DivergenceDetected,
+    Event,
+    Listener,
+    RunFinished,
+    RunStarted,
+    SamplesWritten,
+    StepLogged,
+)
 from gankit.precision import (
     autocast,
     backward_and_step,
@@ -87,31 +96,21 @@ def make_optimizer(name: str, parameters, *, lr: float, betas) -> torch.optim.Op
     raise GankitError(f"unknown optimizer {name!r}")
 
 
-@dataclass
-class Event:
-    """Something that happened during a run, for listeners (progress display, loggers)."""
-
-    name: str  # "start", "log", "eval", "sample", "checkpoint", "divergence", "end"
-    step: int
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-Listener = Callable[[Event], None]
-
-
 class MetricsLog:
-    """Appends one JSON object per logged interval to ``metrics.jsonl``."""
+    """Appends one JSON object per logged interval to ``metrics.jsonl``, and one per divergence event."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
     def __call__(self, event: Event) -> None:
-        if event.name == "log":
-            with self.path.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps({"step": event.step, **event.data}) + "\n")
-        elif event.name == "divergence":  # rows with an "event" key are events, not interval averages
-            with self.path.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps({"step": event.step, "event": event.name, **event.data}) + "\n")
+        if isinstance(event, StepLogged):
+            self._append({"step": event.step, **event.values, "img_per_s": event.images_per_second})
+        elif isinstance(event, DivergenceDetected):  # rows with an "event" key are events, not interval averages
+            self._append({"step": event.step, "event": event.name, **event.details()})
+
+    def _append(self, row: dict[str, Any]) -> None:
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(row) + "\n")
 
 
 class Trainer:
@@ -405,7 +404,10 @@ class Trainer:
             write_atomic(self.out / "config.toml", config.to_toml())  # a kill must not cut it: resume reads it
         self.listeners.insert(0, MetricsLog(self.out / "metrics.jsonl"))
         self._prepare_checkpoints()
-        self._emit("start", {"total": config.steps, "out": str(self.out), "device": str(self.device)})
+        self._emit(RunStarted(
+            self.step, total_steps=config.steps, out=self.out, device=str(self.device), config=config.as_dict(),
+            resumed_from=self.resumed_from,
+        ))
 
         interval_start = time.perf_counter()
         images = 0
@@ -427,29 +429,31 @@ class Trainer:
                 # One host sync per logged interval, not per step; every rank logs the mean over the ranks.
                 totals = self.distributed.mean_across_ranks(totals)
                 count = self.interval_count
-                record = {key: round(float(value) / count, 6) for key, value in totals.items()}
-                record["img_per_s"] = round(images / elapsed, 2) if elapsed > 0 else None
-                self._emit("log", record)
+                values = {key: round(float(value) / count, 6) for key, value in totals.items()}
+                self._emit(StepLogged(
+                    self.step, values=values, images_per_second=round(images / elapsed, 2) if elapsed > 0 else None,
+                    interval_steps=count,
+                ))
                 self.interval_totals, self.interval_count, images = {}, 0, 0
                 interval_start = time.perf_counter()
-                if self._guard_logged_interval(record, count):
+                if self._guard_logged_interval(values, count):
                     continue  # rolled back to a checkpoint: nothing of this step is written
             if (self.step % config.sample_every == 0 or checkpoint_due) and self._guard_weights():
                 continue
             if self.distributed.is_main and self.eval_due():
-                self._emit("eval", self.evaluator.evaluate(self))
+                self._emit(self.evaluator.evaluate(self))
             # Rank 0 alone writes samples and checkpoints (the weights are the same on every rank).
             if self.distributed.is_main and (self.step % config.sample_every == 0 or last):
-                self._emit("sample", {"path": str(self.write_samples())})
+                self._emit(SamplesWritten(self.step, path=self.write_samples()))
             if self.distributed.is_main and checkpoint_due:
-                self._emit("checkpoint", {"path": str(self.write_checkpoint())})
+                self._emit(CheckpointWritten(self.step, path=self.write_checkpoint()))
             # Under torchrun every rank must stop at the same step, or the others wait in a collective forever. The
             # vote is a collective and a host sync, so ranks take it at logged steps (where they sync anyway); a
             # single process checks every step at no cost.
             vote_due = logged or not self.distributed.enabled
             if vote_due and self.distributed.any_rank(self.stop_request.requested, self.device):
                 self._stop_on_signal(checkpoint_written=checkpoint_due)
-        self._emit("end", {"out": str(self.out)})
+        self._emit(RunFinished(self.step, out=self.out))
         return self.out
 
     # -- outputs ---------------------------------------------------------------------------------
@@ -586,9 +590,9 @@ class Trainer:
             if self.config.on_divergence == "rollback" and not list_checkpoints(folder):
                 self.write_checkpoint()
 
-    def _guard_logged_interval(self, record: dict[str, Any], interval_steps: int) -> bool:
+    def _guard_logged_interval(self, values: dict[str, float], interval_steps: int) -> bool:
         """Check a logged interval; True when the run was rolled back (a divergence that stops raises)."""
-        problem = self.guard.inspect_record(self.step, record, interval_steps)
+        problem = self.guard.inspect_record(self.step, values, interval_steps)
         return problem is not None and self.guard.handle(self, problem)
 
     def _named_weights(self) -> list[tuple[str, torch.Tensor]]:
@@ -609,17 +613,16 @@ class Trainer:
             path = list_checkpoints(self.out / "checkpoints")[-1]
         elif self.distributed.is_main and not nonfinite_tensors(self._named_weights()):
             path = self.write_checkpoint()
-            self._emit("checkpoint", {"path": str(path)})
+            self._emit(CheckpointWritten(self.step, path=path))
         else:  # weights gone bad since the last check: never checkpoint them; point at the last good one
             found = list_checkpoints(self.out / "checkpoints")
             path = found[-1] if found else None
         signal_name = self.stop_request.requested or "a signal to another rank"
         raise TrainingInterrupted(signal_name, self.step, path, self.out, total=self.config.steps)
 
-    def _emit(self, name: str, data: dict[str, Any]) -> None:
+    def _emit(self, event: Event) -> None:
         if not self.distributed.is_main:
             return  # listeners (metrics log, progress display) run on rank 0 only
-        event = Event(name, self.step, data)
         for listener in self.listeners:
             listener(event)
 

@@ -11,6 +11,7 @@ import torch
 
 from gankit.components import Metric
 from gankit.errors import GankitError
+from gankit.events import EvaluationDone
 from gankit.registry import Built, Registry, default_registry
 
 BEST_CHECKPOINT = "best.safetensors"
@@ -96,8 +97,7 @@ def evaluate_checkpoint(path: str | Path, metric_spec: str, *, count: int | None
 
 class TrainingEvaluator:
     """Scores the trainer's sampling generator (the EMA when on) with fixed noise, appends the result to
-    ``eval.jsonl``, and returns the ``eval`` event's data: the metric's values, flat (so that the checkpoint
-    keeper's ``best_metric`` can name the headline value), plus ``metric``, the spec."""
+    ``eval.jsonl``, and returns it as the event that the loggers and the checkpoint keeper receive."""
 
     def __init__(self, metric: Built, *, count: int | None, seed: int) -> None:
         self.built = metric
@@ -105,12 +105,15 @@ class TrainingEvaluator:
         self.count = count or self.metric.sample_count
         self.seed = seed
 
-    def evaluate(self, trainer) -> dict[str, Any]:
+    def evaluate(self, trainer) -> EvaluationDone:
         values = score(self.metric, trainer.sampling_generator, trainer.config.z_dim, data=trainer.source,
                        count=self.count, seed=self.seed, device=trainer.device)
         with (Path(trainer.out) / EVAL_LOG).open("a", encoding="utf-8") as handle:
             handle.write(json.dumps({"step": trainer.step, "metric": self.built.spec, **values}) + "\n")
-        return {**values, "metric": self.built.spec}
+        return EvaluationDone(
+            trainer.step, metric=self.built.spec, values=values, key=self.metric.key,
+            higher_is_better=self.metric.higher_is_better,
+        )
 
 
 def build_training_evaluator(trainer) -> TrainingEvaluator | None:

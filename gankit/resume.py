@@ -7,6 +7,7 @@ loaded after the networks are built and never initialised again.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import warnings
@@ -29,6 +30,7 @@ from gankit.checkpoint import (
 )
 from gankit.config import RunConfig, read_toml
 from gankit.errors import GankitError, GankitWarning
+from gankit.events import DivergenceDetected
 from gankit.evaluation import EVAL_LOG
 from gankit.inference import load_state
 from gankit.registry import default_registry
@@ -260,9 +262,12 @@ def _restore_random_states(tensors: dict[str, torch.Tensor], metadata: dict[str,
     random.setstate((version, tuple(state), gauss))
 
 
-def rollback(trainer: Trainer, *, at_or_before: int | None, lr_factor: float, announce: dict[str, Any]) -> Path:
+def rollback(
+    trainer: Trainer, *, at_or_before: int | None, lr_factor: float, announce: DivergenceDetected
+) -> Path:
     """Reload the newest good checkpoint (at or before step ``at_or_before`` when one is), scale the learning
-    rates by ``lr_factor`` and log the event; the metrics logged after that checkpoint are dropped (events stay)."""
+    rates by ``lr_factor`` and send ``announce`` with where it went; the metrics logged after that checkpoint
+    are dropped (events stay)."""
     folder = trainer.out / "checkpoints"
     found = list_checkpoints(folder)
     if at_or_before is not None:
@@ -275,10 +280,10 @@ def rollback(trainer: Trainer, *, at_or_before: int | None, lr_factor: float, an
         except DamagedCheckpoint:
             continue
     else:
-        raise GankitError(f"training diverged at step {trainer.step}: {announce.get('detail')}; no checkpoint to roll back to")
+        raise GankitError(f"training diverged at step {trainer.step}: {announce.detail}; no checkpoint to roll back to")
     # The guard's count and the best metric are history of this process, not of the checkpoint.
     rollbacks, best = trainer.guard.rollbacks, trainer.keeper.best
-    trainer._emit("divergence", {**announce, "to_step": metadata["step"], "lr_factor": lr_factor})
+    trainer._emit(dataclasses.replace(announce, to_step=metadata["step"], lr_factor=lr_factor))
     restore_trainer(trainer, tensors, metadata, source=path)
     trainer.guard.rollbacks, trainer.keeper.best = rollbacks, best
     for _, optimizer in trainer.checkpoint_optimizers():

@@ -150,6 +150,18 @@ def test_collapse_is_a_logged_warning_by_default(tmp_path):
     assert "generator loss rose" in events[0]["detail"]
 
 
+def test_a_collapse_warning_leaves_the_loggers_writing(tmp_path):
+    # A warning has no step to return to: the loggers must not take it for a rollback (they raised KeyError).
+    out = tmp_path / "run"
+    trainer = make_trainer(loss="collapsing", collapse_steps=3, collapse_d_loss=0.01, logger=["csv"])
+    trainer.train(out)
+    assert [row["action"] for row in rows(out) if "event" in row] == ["warn", "warn"]
+    assert (out / "metrics.csv").read_text().splitlines()[0] == "step,d_loss,g_loss,score_real,score_fake,img_per_s"
+    assert [line.split(",")[0] for line in (out / "metrics.csv").read_text().splitlines()[1:]] == [
+        str(step) for step in range(1, 9)
+    ]
+
+
 def test_collapse_rolls_back_to_before_it_began_when_asked(tmp_path):
     out = tmp_path / "run"
     trainer = make_trainer(loss="collapsing", collapse_steps=3, on_divergence="rollback", max_rollbacks=1)

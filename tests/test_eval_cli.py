@@ -16,6 +16,7 @@ import gankit
 from gankit.checkpoint import load_checkpoint
 from gankit.cli import app
 from gankit.components import Logger
+from gankit.events import DivergenceDetected, EvaluationDone, RunStarted, StepLogged
 
 runner = CliRunner()
 
@@ -149,6 +150,20 @@ def losses_logged(out) -> list[dict]:
     return [{key: value for key, value in row.items() if key != "img_per_s"} for row in rows]
 
 
+def started(out) -> RunStarted:
+    return RunStarted(0, total_steps=4, out=out, device="cpu", config={})
+
+
+def logged(step: int, **values: float) -> StepLogged:
+    return StepLogged(step, values=values, images_per_second=5.0, interval_steps=1)
+
+
+def rolled_back(step: int, *, to_step: int) -> DivergenceDetected:
+    return DivergenceDetected(
+        step, kind="nonfinite", detail="d_loss is nan", action="rollback", rollbacks=1, to_step=to_step, lr_factor=0.5
+    )
+
+
 def test_csv_logger_holds_each_step_once_after_a_resume(tmp_path):
     out = tmp_path / "r"
     jsonl = resumed_after_a_lost_checkpoint(out, "csv")
@@ -160,20 +175,22 @@ def test_csv_logger_holds_each_step_once_after_a_resume(tmp_path):
 
 def test_csv_logger_drops_the_rows_after_a_rollback_and_keeps_its_columns(tmp_path):
     from gankit.builtins.loggers import CSVLogger
-    from gankit.engine import Event
 
     logger = CSVLogger(out=tmp_path)
-    logger.handle(Event("start", 0, {}))
+    logger.handle(started(tmp_path))
     for step in (1, 2, 3, 4):
-        logger.handle(Event("log", step, {"d_loss": step / 10, "g_loss": step}))
-    logger.handle(Event("eval", 4, {"values": {"modes": 8}}))
-    logger.handle(Event("divergence", 4, {"to_step": 2, "lr_factor": 0.5}))
+        logger.handle(logged(step, d_loss=step / 10, g_loss=step))
+    logger.handle(EvaluationDone(4, metric="modes", values={"modes": 8}, key="modes", higher_is_better=True))
+    logger.handle(rolled_back(4, to_step=2))
     for step in (3, 4):  # after the rollback the values come in another key order
-        logger.handle(Event("log", step, {"g_loss": -step, "d_loss": step}))
+        logger.handle(logged(step, g_loss=-step, d_loss=step))
     logger.close()
     with (tmp_path / "metrics.csv").open() as handle:
         rows = list(csv.reader(handle))
-    assert rows == [["step", "d_loss", "g_loss"], ["1", "0.1", "1"], ["2", "0.2", "2"], ["3", "3", "-3"], ["4", "4", "-4"]]
+    assert rows == [
+        ["step", "d_loss", "g_loss", "img_per_s"], ["1", "0.1", "1", "5.0"], ["2", "0.2", "2", "5.0"],
+        ["3", "3", "-3", "5.0"], ["4", "4", "-4", "5.0"],
+    ]
     assert (tmp_path / "eval.csv").read_text().splitlines() == ["step,modes", "4,8"]  # evaluations stay
 
 
@@ -196,15 +213,14 @@ def test_tensorboard_logger_hides_the_steps_after_a_rollback(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from gankit.builtins.loggers import TensorBoardLogger
-    from gankit.engine import Event
 
     logger = TensorBoardLogger(out=tmp_path)
-    logger.handle(Event("start", 0, {}))
+    logger.handle(started(tmp_path))
     for step in (1, 2, 3, 4):
-        logger.handle(Event("log", step, {"d_loss": float(step)}))
-    logger.handle(Event("divergence", 4, {"to_step": 2, "lr_factor": 0.5}))
+        logger.handle(logged(step, d_loss=float(step)))
+    logger.handle(rolled_back(4, to_step=2))
     for step in (3, 4):
-        logger.handle(Event("log", step, {"d_loss": -float(step)}))
+        logger.handle(logged(step, d_loss=-float(step)))
     logger.close()
     events = EventAccumulator(str(tmp_path / "tensorboard"))
     events.Reload()

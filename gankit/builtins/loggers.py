@@ -1,8 +1,8 @@
 """Builtin loggers: ``csv`` (one row per logged interval) and ``tensorboard`` (when the package is installed).
 
 JSON lines (``metrics.jsonl``) are written by the engine for every run; these add other formats. Like
-``metrics.jsonl``, both drop what was logged after the step a run resumes from (``start``) or rolls back to
-(``divergence``), so a resumed run's logs hold each step once.
+``metrics.jsonl``, both drop what was logged after the step a run resumes from (``RunStarted``) or rolls back
+to (a ``DivergenceDetected`` rollback), so a resumed run's logs hold each step once.
 """
 from __future__ import annotations
 
@@ -15,13 +15,15 @@ from pathlib import Path
 import gankit
 from gankit.components import Logger
 from gankit.errors import GankitError
+from gankit.events import DivergenceDetected, EvaluationDone, Event, RunStarted, StepLogged
 
 
 class CSVLogger(Logger):
     """``metrics.csv`` in the run folder: a ``step`` column and one column per logged value.
 
-    The columns are fixed by the file's header (the first row written); values that appear later
-    (evaluations) go to ``eval.csv``.
+    The columns are those of the file's header (the first row written); evaluations go to ``eval.csv``. A value
+    the header lacks widens it (earlier rows get an empty cell): eval.csv files written before evaluations
+    reached the loggers have a ``step`` column alone, and a resumed run must not drop its values.
     """
 
     FILES = ("metrics.csv", "eval.csv")
@@ -32,16 +34,25 @@ class CSVLogger(Logger):
 
     def _write(self, name: str, row: dict) -> None:
         if name not in self._writers:
-            path = self.folder / name
-            header = _csv_header(path)
-            handle = path.open("a", newline="", encoding="utf-8")
-            writer = csv.DictWriter(handle, fieldnames=header or list(row), extrasaction="ignore")
-            if not header:
-                writer.writeheader()
-            self._writers[name] = (handle, writer)
+            self._open(name, row)
         handle, writer = self._writers[name]
+        if not set(row) <= set(writer.fieldnames):
+            handle.close()
+            del self._writers[name]
+            _widen_csv_header(self.folder / name, [key for key in row if key not in writer.fieldnames])
+            self._open(name, row)
+            handle, writer = self._writers[name]
         writer.writerow(row)
         handle.flush()
+
+    def _open(self, name: str, row: dict) -> None:
+        path = self.folder / name
+        header = _csv_header(path)
+        handle = path.open("a", newline="", encoding="utf-8")
+        writer = csv.DictWriter(handle, fieldnames=header or list(row), extrasaction="ignore")
+        if not header:
+            writer.writeheader()
+        self._writers[name] = (handle, writer)
 
     def _drop_after(self, step: int, names) -> None:
         for name in names:
@@ -49,15 +60,15 @@ class CSVLogger(Logger):
                 self._writers.pop(name)[0].close()
             _drop_csv_rows_after(self.folder / name, step)
 
-    def handle(self, event) -> None:
-        if event.name == "start":  # a resumed run logs the steps after its checkpoint again
+    def handle(self, event: Event) -> None:
+        if isinstance(event, RunStarted):  # a resumed run logs the steps after its checkpoint again
             self._drop_after(event.step, self.FILES)
-        elif event.name == "divergence":  # rolled back: the losses logged after the checkpoint are gone
-            self._drop_after(event.data["to_step"], ("metrics.csv",))
-        elif event.name == "log":
-            self._write("metrics.csv", {"step": event.step, **event.data})
-        elif event.name == "eval":
-            self._write("eval.csv", {"step": event.step, **event.data.get("values", {})})
+        elif isinstance(event, DivergenceDetected) and event.action == "rollback":
+            self._drop_after(event.to_step, ("metrics.csv",))  # the losses logged after the checkpoint are gone
+        elif isinstance(event, StepLogged):
+            self._write("metrics.csv", {"step": event.step, **event.values, "img_per_s": event.images_per_second})
+        elif isinstance(event, EvaluationDone):
+            self._write("eval.csv", {"step": event.step, **event.values})
 
     def close(self) -> None:
         for handle, _ in self._writers.values():
@@ -87,12 +98,22 @@ def _drop_csv_rows_after(path: Path, step: int) -> None:
                 kept.append(row)
         except ValueError:
             continue
-    if len(kept) == len(rows):
-        return
+    if len(kept) < len(rows):
+        _replace_csv(path, kept)
+
+
+def _widen_csv_header(path: Path, columns: list[str]) -> None:
+    """Add ``columns`` to the header of the file at ``path``, with empty cells in its rows; atomically."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    _replace_csv(path, [rows[0] + columns] + [row + [""] * len(columns) for row in rows[1:]])
+
+
+def _replace_csv(path: Path, rows: list[list[str]]) -> None:
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(handle, "w", newline="", encoding="utf-8") as out:
-            csv.writer(out).writerows(kept)
+            csv.writer(out).writerows(rows)
         os.replace(temporary, path)
     except BaseException:  # a failed rewrite leaves the old file and no stray temporary
         Path(temporary).unlink(missing_ok=True)
@@ -120,19 +141,23 @@ class TensorBoardLogger(Logger):
         self.close()
         self.writer = self._summary_writer(log_dir=self.log_dir, purge_step=purge_step)
 
-    def handle(self, event) -> None:
-        if event.name == "start":
+    def handle(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
             self._open(purge_step=event.step + 1 if event.step > 0 else None)  # a fresh run has nothing to hide
-            self.writer.add_text("config", "```\n" + json.dumps(event.data, indent=2, default=str) + "\n```", event.step)
-        elif event.name == "divergence":
-            self._open(purge_step=event.data["to_step"] + 1)
+            self.writer.add_text("config", "```\n" + json.dumps(event.config, indent=2, default=str) + "\n```", event.step)
+        elif isinstance(event, DivergenceDetected) and event.action == "rollback":
+            self._open(purge_step=event.to_step + 1)
+        elif isinstance(event, StepLogged):
+            self._add_scalars("train", {**event.values, "img_per_s": event.images_per_second}, event.step)
+        elif isinstance(event, EvaluationDone):
+            self._add_scalars("eval", event.values, event.step)
+
+    def _add_scalars(self, prefix: str, values: dict, step: int) -> None:
         if self.writer is None:
             return
-        values = event.data if event.name == "log" else event.data.get("values", {}) if event.name == "eval" else {}
-        prefix = "train" if event.name == "log" else "eval"
         for key, value in values.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                self.writer.add_scalar(f"{prefix}/{key}", value, event.step)
+                self.writer.add_scalar(f"{prefix}/{key}", value, step)
 
     def close(self) -> None:
         if self.writer is not None:
