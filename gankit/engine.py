@@ -245,7 +245,9 @@ class Trainer:
         planned = getattr(component.factory, "planned_shape", None)
         if planned is None:
             return 0
-        shape = planned(root=config.data_root, image_size=config.image_size, seed=config.seed, cache=config.data_cache, **options)
+        shape = planned(
+            root=config.data_root, image_size=config.image_size, seed=config.seed, cache=config.data_cache, **options
+        )
         if not shape:
             return 0
         shape = tuple(int(s) for s in shape)
@@ -254,7 +256,9 @@ class Trainer:
             with torch.device("meta"):
                 networks = arch.factory(shape=shape, z_dim=config.z_dim, **arch_options)
         except GankitError as error:
-            raise GankitError(f"architecture {config.arch!r} for data {component.name!r} of shape {shape}: {error}") from None
+            raise GankitError(
+                f"architecture {config.arch!r} for data {component.name!r} of shape {shape}: {error}"
+            ) from None
         except Exception:  # a factory that cannot build on the meta device: the real build reports its own errors
             return 0
         modules = networks if isinstance(networks, tuple) else ()

@@ -135,10 +135,13 @@ def load_images(
             _append_trailer(temp, key, shape, len(decoded.names), decoded.skipped)
             os.replace(temp, path)
     except CacheUnwritable as error:
-        warnings.warn(GankitWarning(f"cannot write the image cache in {folder} ({error}); decoding into memory"), stacklevel=2)
+        warnings.warn(
+            GankitWarning(f"cannot write the image cache in {folder} ({error}); decoding into memory"), stacklevel=2
+        )
         return _decode_all(files, decode, shape, None, progress, workers)
     except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: the temporary file is removed; say so in one line
-        raise Interrupted(f"{signal_name(stop)} received while building the image cache: stopped, no partial cache left", signal_name(stop)) from None
+        name = signal_name(stop)
+        raise Interrupted(f"{name} received while building the image cache: stopped, no partial cache left", name) from None
     _remove_stale(folder, group, keep=path)
     try:
         cached = _read_cache(path, key, shape, files)

@@ -5,6 +5,9 @@ the same run trained without interruption (final weights and logged losses, bit 
 
 After every kill it checks that each checkpoint left in the run folder loads. CPU only, one thread per
 process, so that the two runs execute the same arithmetic.
+
+First it kills runs while they build their data cache (the image cache of a folder, the digits file), with
+SIGKILL and SIGTERM, and checks that a rerun works and that no temporary file is left behind.
 """
 from __future__ import annotations
 
@@ -79,6 +82,72 @@ def all_checkpoints_load(run: Path) -> tuple[bool, list[int]]:
     return True, steps
 
 
+CACHE_BUILD_FLAGS = [
+    "--arch", "dcgan:width=4", "--batch-size", "8", "--z-dim", "8", "--steps", "1",
+    "--device", "cpu", "--quiet",
+]
+
+
+def write_images(folder: Path, count: int) -> None:
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(0).integers(0, 256, (count, 96, 96, 3), dtype=np.uint8)
+    for index in range(count):
+        Image.fromarray(pixels[index]).save(folder / f"{index}.png")
+
+
+def wait_for_build(process: subprocess.Popen, cache: Path, pattern: str) -> bool:
+    """Until a temporary cache file appears (the build has begun); False when the process ended first."""
+    while process.poll() is None:
+        if list(cache.rglob(pattern)):
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def kill_cache_builds(work: Path) -> bool:
+    """SIGKILL and SIGTERM during the cache build of a folder and of the digits; then a rerun must work and
+    leave no temporary file."""
+    images = work / "images"
+    write_images(images, 3000)
+    folder = ["--data", "folder", "--data-root", str(images), "--image-size", "16"]
+    # The digits' temporary file exists only while the rendered arrays are compressed: make that take a while.
+    many_digits = ["--data", "digits:count=20000", "--image-size", "32"]
+    cases = [
+        ("folder", folder, "*.gkimg.pid*.tmp", signal.SIGKILL),
+        ("folder", folder, "*.gkimg.pid*.tmp", signal.SIGTERM),
+        ("digits", many_digits, "*.npz.pid*.tmp", signal.SIGKILL),
+        ("digits", many_digits, "*.npz.pid*.tmp", signal.SIGTERM),
+    ]
+    good = True
+    for index, (name, data, pattern, number) in enumerate(cases):
+        cache = work / f"cache-{index}"
+        env = {**environment(), "GANKIT_CACHE_DIR": str(cache)}
+        command = gankit("run", *data, *CACHE_BUILD_FLAGS, "--out", str(work / f"build-{index}"))
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        caught = wait_for_build(process, cache, pattern)
+        if caught:
+            process.send_signal(number)
+        _, stderr = process.communicate()
+        left = sorted(p.name for p in cache.rglob("*.tmp"))
+        rerun = subprocess.run(
+            gankit("run", *data, *CACHE_BUILD_FLAGS, "--out", str(work / f"rerun-{index}")),
+            env=env, capture_output=True, text=True,
+        )
+        stale = sorted(p.name for p in cache.rglob("*.tmp"))
+        ok = caught and rerun.returncode == 0 and not stale and (number == signal.SIGKILL or not left)
+        good &= ok
+        message = stderr.strip().splitlines()[-1] if stderr.strip() else "(no message)"
+        print(
+            f"cache build of {name}: {number.name} while its temporary file was being written: exit "
+            f"{process.returncode}, {message!r}; temporaries left: {len(left)}; rerun exit {rerun.returncode}, "
+            f"temporaries after the rerun: {len(stale)}{'' if caught else ' (the build ended before the signal)'}"
+        )
+    return good
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=10)
@@ -94,6 +163,8 @@ def main() -> int:
     reference, killed = work / "reference", work / "killed"
     flags = [*RUN_FLAGS, "--steps", str(args.steps)]
     print(f"work folder {work}; kill-moment seed {seed}; {args.steps} steps, checkpoint every 2")
+    cache_builds_clean = kill_cache_builds(work / "cache-builds")
+    print(f"every cache build killed, rerun and left no temporary file: {cache_builds_clean}")
 
     started = time.monotonic()
     subprocess.run(gankit("run", *flags, "--out", str(reference)), check=True, env=environment())
@@ -144,7 +215,7 @@ def main() -> int:
     print(f"every checkpoint loadable after every kill: {all_whole}")
     print(f"final weights bit-for-bit equal to the uninterrupted run: {same_weights}")
     print(f"logged losses equal ({len(logged_losses(reference))} rows): {same_losses}")
-    return 0 if (same_weights and same_losses and all_whole and kills == args.kills) else 1
+    return 0 if (same_weights and same_losses and all_whole and kills == args.kills and cache_builds_clean) else 1
 
 
 if __name__ == "__main__":
