@@ -131,7 +131,7 @@ def test_a_run_sends_typed_events_that_match_its_files(tmp_path):
     start, end = received[0], received[-1]
     assert isinstance(start, events.RunStarted) and isinstance(end, events.RunFinished)
     assert (start.step, start.total_steps, start.out, start.resumed) == (0, 4, out, False)
-    assert start.config["metric"] == "modes" and end.out == out and end.step == 4
+    assert start.config["metric"] == "metrics:modes" and end.out == out and end.step == 4
     by_type = {kind: [e for e in received if isinstance(e, kind)] for kind in EVENT_TYPES}
     assert [e.path for e in by_type[events.CheckpointWritten]] == sorted((out / "checkpoints").glob("step-*"))
     assert [e.path.name for e in by_type[events.SamplesWritten]] == sorted(p.name for p in (out / "samples").glob("*.png"))
