@@ -52,6 +52,7 @@ from gankit.evaluation import build_training_evaluator, close_run, open_loggers
 from gankit.plots import write_vector_samples
 from gankit.samples import save_grid
 from gankit.signals import StopRequest, TrainingInterrupted
+from gankit.threads import apply_threads
 
 SAMPLE_COUNT = 64
 VECTOR_SAMPLE_COUNT = 1000  # points per sample plot of vector (e.g. 2-D) data
@@ -140,6 +141,7 @@ class Trainer:
     def _build(self) -> None:
         config = self.config
         registry = self.registry
+        apply_threads(config.threads)  # before anything builds: data decoding and kernels already use them
         data = registry.build(
             "data", config.data, root=config.data_root, image_size=config.image_size, seed=config.seed,
             cache=config.data_cache,
