@@ -101,6 +101,7 @@ def bench(
     compile: bool = False,
     channels_last: bool = False,
     seed: int = 0,
+    threads: int | None = None,
 ) -> BenchResult:
     """Build a Trainer as ``gankit run`` would, run ``warmup`` untimed steps, then time ``steps`` steps."""
     if steps <= 0 or warmup < 0:
@@ -115,6 +116,7 @@ def bench(
             "arch": arch, "loss": loss, "reg": list(reg), "data": data_spec, "data_root": data_root,
             "image_size": image_size, "batch_size": batch_size, "device": device, "seed": seed,
             "precision": precision, "compile": compile, "channels_last": channels_last,
+            "threads": threads,
         }
     )
     registry = Registry(load_plugins([("bench", _SyntheticPlugin())]))

@@ -95,6 +95,8 @@ def _error(message: str, code: int) -> int:
     return code
 
 
+THREADS_HELP = "CPU threads for torch (default 1; 0: the default; also GANKIT_THREADS)."
+
 app = typer.Typer(
     cls=OneLineErrors,
     help="Train GANs from plugins: architectures, losses, regularizers and data sources.",
@@ -182,6 +184,7 @@ def run(
     channels_last: Annotated[
         Optional[bool], typer.Option("--channels-last/--no-channels-last", help="NHWC memory layout for images.")
     ] = None,
+    threads: Annotated[Optional[int], typer.Option(help=THREADS_HELP)] = None,
     keep_checkpoints: Annotated[
         Optional[int], typer.Option(help="Keep the newest N step checkpoints (0: all; default 3).")
     ] = None,
@@ -208,7 +211,7 @@ def run(
         "generator_noise": generator_noise, "optimizer": optimizer, "lr": lr,
         "lr_d": lr_d, "lr_g": lr_g, "lr_decay": lr_decay, "betas": betas, "z_dim": z_dim, "seed": seed, "device": device,
         "sample_every": sample_every, "checkpoint_every": checkpoint_every, "log_every": log_every, "out": out,
-        "precision": precision, "compile": compile, "channels_last": channels_last,
+        "precision": precision, "compile": compile, "channels_last": channels_last, "threads": threads,
         "keep_checkpoints": keep_checkpoints, "on_divergence": on_divergence,
         "ema": ema, "eval_every": eval_every, "metric": metric, "eval_count": eval_count, "logger": logger,
     }
@@ -407,6 +410,7 @@ def bench(
     channels_last: Annotated[
         bool, typer.Option("--channels-last/--no-channels-last", help="NHWC memory layout for images.")
     ] = False,
+    threads: Annotated[Optional[int], typer.Option(help=THREADS_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
 ) -> None:
     """Time full training steps: img/s, steps/s, achieved GFLOP/s and peak memory (and the data alone with --data)."""
@@ -415,7 +419,7 @@ def bench(
     result = run_bench(
         arch=arch, loss=loss, reg=reg or [], image_size=image_size, batch_size=batch_size, steps=steps, warmup=warmup,
         device=device, data=data, data_root=data_root, channels=channels, precision=precision, compile=compile,
-        channels_last=channels_last,
+        channels_last=channels_last, threads=threads,
     )
     if as_json:
         typer.echo(json.dumps(result.as_dict()))

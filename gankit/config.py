@@ -66,6 +66,7 @@ class RunConfig:
     precision: str = "fp32"  # autocast dtype of forward passes: fp32, bf16, or fp16 (with a GradScaler; CUDA)
     compile: bool = False  # torch.compile the networks
     channels_last: bool = False  # NHWC memory layout for image networks and batches
+    threads: int | None = None  # torch CPU threads (None: GANKIT_THREADS, else the default; 0: the default)
     # Reliability (docs/reliability.md): checkpoints kept, and the divergence guard.
     keep_checkpoints: int = 3  # newest step checkpoints kept (0: all); best.safetensors is kept apart
     best_metric: str | None = None  # a logged value, e.g. "fid": its best checkpoint is kept as best.safetensors
@@ -153,6 +154,8 @@ class RunConfig:
             raise GankitError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.seed < 0:
             raise GankitError(f"seed must be non-negative, got {self.seed}")
+        if self.threads is not None and self.threads < 0:
+            raise GankitError(f"threads must be zero (the default) or positive, got {self.threads}")
         self._validate_reliability()
         self._validate_text()
 

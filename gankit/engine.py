@@ -62,6 +62,7 @@ from gankit.evaluation import build_training_evaluator, close_run, open_loggers
 from gankit.plots import write_vector_samples
 from gankit.samples import save_grid
 from gankit.signals import StopRequest, TrainingInterrupted
+from gankit.threads import apply_threads
 
 SAMPLE_COUNT = 64
 # Per float32 parameter in training: the weight, its gradient and Adam's two moments.
@@ -142,6 +143,7 @@ class Trainer:
     def _build(self) -> None:
         config = self.config
         registry = self.registry
+        apply_threads(config.threads)  # before anything builds: data decoding and kernels already use them
         with reserved(self._check_before_data(), "the networks and their optimizer state"):
             data = registry.build(
                 "data", config.data, root=config.data_root, image_size=config.image_size, seed=config.seed,
