@@ -182,9 +182,9 @@ def _read_header(path: Path, handle, size: int) -> dict[str, Any]:
     try:
         # Valid JSON that starts with "{" is an object.
         header = json.loads(text.decode("utf-8"), object_pairs_hook=_refuse_duplicate_keys)
-    except (UnicodeDecodeError, ValueError) as error:  # json.JSONDecodeError is a ValueError
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:  # json.JSONDecodeError is a ValueError
         raise DamagedCheckpoint(f"checkpoint {path} has a damaged header ({_short(str(error))})") from None
-    _check_tensor_entries(path, header, size - 8 - header_length)
+    _check_tensor_entries(path, header, size, 8 + header_length)
     return header
 
 
@@ -202,7 +202,8 @@ def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return document
 
 
-def _check_tensor_entries(path: Path, header: dict[str, Any], data_size: int) -> None:
+def _check_tensor_entries(path: Path, header: dict[str, Any], file_size: int, data_start: int) -> None:
+    needed = data_start
     for name, entry in header.items():
         if name == "__metadata__":
             if not isinstance(entry, dict) or not all(isinstance(value, str) for value in entry.values()):
@@ -223,13 +224,13 @@ def _check_tensor_entries(path: Path, header: dict[str, Any], data_size: int) ->
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(n) for n in offsets)
                 and 0 <= offsets[0] <= offsets[1]):
             raise DamagedCheckpoint(f"{where} has damaged offsets ({_short(repr(offsets))})")
-        if offsets[1] > data_size:  # a file cut short: the usual damage, from a copy or a full disk
-            raise DamagedCheckpoint(
-                f"{where} lies past the end of the file: the file is truncated (offsets {_short(repr(offsets))}, "
-                f"{data_size} data bytes)"
-            )
         if offsets[1] - offsets[0] != math.prod(shape) * SUPPORTED_DTYPES[dtype]:
             raise DamagedCheckpoint(f"{where} does not fit its shape {tuple(shape)} and dtype {dtype}")
+        needed = max(needed, data_start + offsets[1])
+    if needed > file_size:
+        raise DamagedCheckpoint(f"checkpoint {path} is truncated ({file_size} bytes, its tensors need {needed})")
+    if needed < file_size:
+        raise DamagedCheckpoint(f"checkpoint {path} is corrupted ({file_size - needed} bytes after its last tensor)")
 
 
 def _is_int(value: Any) -> bool:
@@ -265,7 +266,7 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         raise DamagedCheckpoint(f"{path} is a safetensors file but not a gankit checkpoint")
     try:
         metadata = json.loads(stored["gankit"], object_pairs_hook=_refuse_duplicate_keys)
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, RecursionError):  # RecursionError: JSON nested too deep to parse
         raise DamagedCheckpoint(f"checkpoint {path} has damaged metadata") from None
     check_metadata(path, metadata)
     return tensors, metadata

@@ -39,15 +39,26 @@ def load_generator(path: str | Path, *, registry: Registry | None = None, device
         z_dim = int(metadata["z_dim"])
     except (KeyError, TypeError, ValueError):
         raise GankitError(f"checkpoint {path} lacks the architecture, shape or z_dim in its metadata") from None
-    generator, _ = registry.build("architecture", spec, shape=shape, z_dim=z_dim).value
     averaged = unprefixed("generator_ema", tensors) if ema else {}
-    if averaged:
-        load_state(generator, averaged, f"EMA generator of {path}")
-    else:
-        load_state(generator, unprefixed("generator", tensors), f"generator of {path}")
+    state, what = (averaged, f"EMA generator of {path}") if averaged else (unprefixed("generator", tensors), f"generator of {path}")
+    build = functools.partial(registry.build, "architecture", spec, shape=shape, z_dim=z_dim)
+    _check_fit_without_memory(build, state, what)
+    generator, _ = build().value
+    load_state(generator, state, what)
     generator.to(device).eval()
     metadata = {**metadata, "ema_used": bool(averaged), "path": str(path)}
     return generator, metadata
+
+
+def _check_fit_without_memory(build: Callable[[], Any], state: dict[str, torch.Tensor], what: str) -> None:
+    # A damaged z_dim or shape (1e7) would make the real build allocate tens of GB before load_state could
+    # object. Built on the meta device, the networks take no memory and their shapes are compared first.
+    try:
+        with torch.device("meta"):
+            skeleton, _ = build().value
+    except Exception:  # a plugin's factory may not support the meta device: the real build decides
+        return
+    load_state(skeleton, state, what, check_only=True)
 
 
 def _check_sampleable(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any], *, ema: bool) -> None:
@@ -59,8 +70,9 @@ def _check_sampleable(path: Path, tensors: dict[str, torch.Tensor], metadata: di
     require_finite(path, tensors, (weights,))
 
 
-def load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
-    """Load a state dict strictly, turning a mismatch into one line that names the difference."""
+def load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str, *, check_only: bool = False) -> None:
+    """Load a state dict strictly, turning a mismatch into one line that names the difference (``check_only``:
+    compare names, shapes and dtypes, load nothing)."""
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -77,7 +89,19 @@ def load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], what: st
                 f"{what} does not match the architecture: {name} has shape {tuple(tensor.shape)} "
                 f"in the checkpoint, {tuple(own[name].shape)} in the network"
             )
-    module.load_state_dict(state)
+        if _dtype_kind(own[name]) != _dtype_kind(tensor):  # load_state_dict would cast, e.g. bool to weights
+            raise GankitError(
+                f"{what} does not match the architecture: {name} has dtype {tensor.dtype} in the checkpoint, "
+                f"{own[name].dtype} in the network"
+            )
+    if not check_only:
+        module.load_state_dict(state)
+
+
+def _dtype_kind(tensor: torch.Tensor) -> str:
+    if tensor.dtype == torch.bool:
+        return "bool"
+    return "floating" if tensor.is_floating_point() else "integer"
 
 
 def sample(path: str | Path, count: int, *, seed: int = 0, device: str = "cpu", registry: Registry | None = None,

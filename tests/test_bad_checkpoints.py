@@ -128,6 +128,14 @@ def edit_header(change: Callable[[dict], Any]) -> Callable[[Path, Path], None]:
     return lambda path, run: rewrite(path, lambda tensors, metadata: None, entries=lambda header: change(header) or header)
 
 
+def shift_offsets(by: int) -> Callable[[dict], None]:
+    def change(header: dict) -> None:
+        entry = first_generator_entry(header)
+        entry["data_offsets"] = [offset + by for offset in entry["data_offsets"]]
+
+    return change
+
+
 def replace_with(content: bytes) -> Callable[[Path, Path], None]:
     return lambda path, run: path.write_bytes(content)
 
@@ -140,6 +148,10 @@ def set_key(key: str, value: Any) -> Callable[[dict], None]:
         document[last] = value
 
     return change
+
+
+def set_keys(values: dict[str, Any]) -> Callable[[dict], None]:
+    return lambda document: [set_key(key, value)(document) for key, value in values.items()]
 
 
 def make_nan(tensors: dict) -> None:
@@ -172,9 +184,12 @@ def symlink_loop(path: Path, run: Path) -> None:
     path.symlink_to(path.name)
 
 
-def dangling_link(path: Path, run: Path) -> None:
-    path.unlink()
-    path.symlink_to("gone.safetensors")
+def link_to(target: str) -> Callable[[Path, Path], None]:
+    def damage(path: Path, run: Path) -> None:
+        path.unlink()
+        path.symlink_to(target)
+
+    return damage
 
 
 def torch_save(legacy: bool) -> Callable[[Path, Path], None]:
@@ -218,15 +233,18 @@ CORPUS = [
     BadCheckpoint("header JSON is a list", lambda path, run: path.write_bytes(struct.pack("<Q", 8) + b"[1, 2]  "), ("not a safetensors checkpoint",)),
     BadCheckpoint("header not JSON", lambda path, run: path.write_bytes(struct.pack("<Q", 8) + b"{oops:} "), ("damaged header",)),
     BadCheckpoint("header not UTF-8", lambda path, run: path.write_bytes(struct.pack("<Q", 7) + b'{"\xff":1}'), ("damaged header",)),
-    BadCheckpoint("tensor offsets outside the file", edit_header(lambda h: first_generator_entry(h).update(data_offsets=[0, 10**12])), ("lies past the end of the file",)),
+    BadCheckpoint("tensor offsets outside the file", edit_header(shift_offsets(10**12)), ("truncated", "need")),
     BadCheckpoint("tensor offsets reversed", edit_header(lambda h: first_generator_entry(h).update(data_offsets=[8, 4])), ("damaged offsets",)),
     BadCheckpoint("tensor shape does not fit its bytes", edit_header(lambda h: first_generator_entry(h).update(shape=[1])), ("does not fit its shape",)),
     BadCheckpoint("tensor shape negative", edit_header(lambda h: first_generator_entry(h).update(shape=[-1])), ("damaged shape",)),
     BadCheckpoint("the same tensor twice", duplicate_tensor, ("appears twice",)),
     BadCheckpoint("the same metadata key twice", duplicate_metadata_key, ("damaged metadata",)),
+    BadCheckpoint("header JSON nested 100,000 deep", replace_with(struct.pack("<Q", 200_007) + b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"), ("damaged header", "recursion")),
+    BadCheckpoint("bytes after the last tensor", lambda path, run: path.write_bytes(path.read_bytes() + b"junk"), ("4 bytes after its last tensor",)),
     BadCheckpoint("__metadata__ not strings", edit_header(lambda h: h.update(__metadata__={"format": 1})), ("__metadata__",)),
     # -- dtypes (case 14) ------------------------------------------------------------------------------
     BadCheckpoint("complex weights", edit_tensors(make_complex), ("dtype C64 (complex numbers)", "does not load")),
+    BadCheckpoint("integer weights", edit_tensors(lambda t: t.__setitem__(first_generator_weight(t), t[first_generator_weight(t)].to(torch.int64))), ("dtype torch.int64 in the checkpoint",)),
     BadCheckpoint("unknown dtype", edit_header(lambda h: first_generator_entry(h).update(dtype="F8_E4M3")), ("dtype F8_E4M3", "does not load")),
     BadCheckpoint("complex weights on resume", edit_tensors(make_complex), ("dtype C64",), "resume"),
     # -- non-finite weights (case 13) ------------------------------------------------------------------
@@ -240,7 +258,8 @@ CORPUS = [
     BadCheckpoint("a folder named like a checkpoint", folder, ("is a folder",), "resume"),
     BadCheckpoint("a symlink loop", symlink_loop, ("Too many levels of symbolic links",)),
     BadCheckpoint("a symlink loop on resume", symlink_loop, ("Too many levels of symbolic links",), "resume"),
-    BadCheckpoint("a dangling symlink", dangling_link, ("link to a missing file",)),
+    BadCheckpoint("a link to /dev/zero", link_to("/dev/zero"), ("a character device",), "resume"),
+    BadCheckpoint("a dangling symlink", link_to("gone.safetensors"), ("link to a missing file",)),
     # -- metadata of the wrong shape (case 17) ---------------------------------------------------------
     BadCheckpoint("batches not a table", edit_metadata(set_key("batches", "x")), ("batches must be",), "resume"),
     BadCheckpoint("batches position negative", edit_metadata(set_key("batches.position", -3)), ("batches must be",), "resume"),
@@ -259,6 +278,10 @@ CORPUS = [
     BadCheckpoint("states a list", edit_metadata(set_key("states", [])), ("states must be a table",), "resume"),
     BadCheckpoint("guard streak a string", edit_metadata(set_key("guard", {"rollbacks": 0, "streak": "x"})), ("guard must be",), "resume"),
     BadCheckpoint("best value a string", edit_metadata(set_key("best", {"metric": "g_loss", "value": "low", "step": 2})), ("best must be",), "resume"),
+    BadCheckpoint("metadata nested 100,000 deep", lambda path, run: rewrite(path, lambda t, m: None, gankit_json='{"step": 1, "x": ' + "[" * 100_000 + "]" * 100_000 + "}"), ("damaged metadata",)),
+    BadCheckpoint("config value of the wrong type", edit_metadata(set_key("config.steps", "many")), ("steps must be int", "many")),
+    # 1e7 would build a 40 GB generator before its weights could be compared: shapes are checked first.
+    BadCheckpoint("z_dim of 10 million", edit_metadata(set_keys({"z_dim": 10**7, "config.z_dim": 10**7})), ("shape (16, 32, 4, 4) in the checkpoint", "(10000000, 32, 4, 4)")),
     BadCheckpoint("metadata not an object", lambda path, run: rewrite(path, lambda t, m: None, gankit_json="[1, 2]"), ("not a JSON object",)),
     BadCheckpoint("a huge value in the metadata", edit_metadata(set_key("config.arch", ["x" * 1_000_000])), ("arch must be str",)),
     BadCheckpoint("a checkpoint of another architecture", another_architecture, ("does not match the architecture",)),
