@@ -86,7 +86,10 @@ PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
 
 def _refuse_pickle(path: Path, head: bytes) -> None:
     # torch.save writes a zip archive ("PK") holding a pickle, or (legacy format) a bare pickle (protocol
-    # 2+ starts with 0x80). Both are recognised from their first bytes, never by unpickling.
+    # 2+ starts with 0x80). Both are recognised from their first bytes, never by unpickling. A safetensors
+    # header length may start with those bytes too (one in 256 is 0x80 mod 256): its "{" at byte 8 tells it apart.
+    if head[8:9] == b"{":
+        return
     if head.startswith(b"PK") or head[:1] == b"\x80":
         raise PickleRefused(
             f"{path} is a pickle (torch.save) file; gankit reads only its own safetensors checkpoints "
