@@ -282,10 +282,11 @@ class ProgressDisplay:
             self.task = self.progress.add_task("train", total=event.data["total"], completed=event.step, stats="")
             self.progress.console.print(f"device {event.data['device']}, writing {event.data['out']}")
         elif event.name == "log" and self.progress is not None:
+            from gankit.plots import loss_statistics
+
             data = event.data
             shown = [f"D {data['d_loss']:.3f}", f"G {data['g_loss']:.3f}"]
-            if "wasserstein" in data:
-                shown.append(f"W {data['wasserstein']:.3f}")
+            shown += [f"{name} {data[name]:.3f}" for name in loss_statistics(data)]
             if data.get("img_per_s"):
                 shown.append(f"{data['img_per_s']:.0f} img/s")
             self.progress.update(self.task, completed=event.step, stats="  ".join(shown))
