@@ -12,6 +12,7 @@ import torch
 
 import gankit
 from gankit.components import DataSource
+from gankit.builtins import DEFAULT_ARCH, DEFAULT_LOSS
 from gankit.config import RunConfig
 from gankit.errors import GankitError
 
@@ -86,8 +87,8 @@ class BenchResult:
 
 def bench(
     *,
-    arch: str = "dcgan",
-    loss: str = "bce",
+    arch: str = DEFAULT_ARCH,
+    loss: str = DEFAULT_LOSS,
     reg: list[str] | tuple[str, ...] = (),
     image_size: int | None = 64,
     batch_size: int = 64,

@@ -281,10 +281,11 @@ class ProgressDisplay:
             resumed = f", resumed from step {event.step}" if event.resumed else ""
             self.progress.console.print(f"device {event.device}, writing {event.out}{resumed}")
         elif isinstance(event, StepLogged) and self.progress is not None:
+            from gankit.plots import loss_statistics
+
             values = event.values
             shown = [f"D {values['d_loss']:.3f}", f"G {values['g_loss']:.3f}"]
-            if "wasserstein" in values:
-                shown.append(f"W {values['wasserstein']:.3f}")
+            shown += [f"{name} {values[name]:.3f}" for name in loss_statistics(values)]
             if event.images_per_second:
                 shown.append(f"{event.images_per_second:.0f} img/s")
             self.progress.update(self.task, completed=event.step, stats="  ".join(shown))

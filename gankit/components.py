@@ -5,37 +5,88 @@ base class here. This module never imports torch, so plugins can be listed witho
 
 Every component may carry ``recommended``: a mapping of run settings (keys of :class:`gankit.config.RunConfig`,
 such as ``optimizer``, ``lr``, ``betas`` or ``d_steps``) that the engine applies unless the user set them.
+Losses and regularizers may also decide how many discriminator updates each generator update gets
+(``discriminator_steps``); a loss decides what counts as the discriminator winning outright
+(``discriminator_wins``). docs/plugins.md has an example.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
 
-class Loss:
-    """An adversarial loss over raw discriminator scores (no sigmoid in the network: the loss owns the link)."""
+@dataclass(frozen=True)
+class BoostSchedule:
+    """``boost`` discriminator updates in each of the first ``warmup`` generator updates and in every
+    ``every``-th one (0: never), the run's ``d_steps`` otherwise. The WGAN reference is ``(100, 25, 500)``.
+
+    A component that keeps its schedule in ``boost_schedule`` lets ``--d-steps-boost``, ``--d-steps-warmup``
+    and ``--d-steps-boost-every`` change it field by field.
+    """
+
+    boost: int = 100
+    warmup: int = 0
+    every: int = 0
+
+    def __call__(self, step: int, base: int) -> int:
+        boosted = step < self.warmup or (self.every > 0 and step % self.every == 0)
+        return self.boost if boosted else base
+
+
+class TrainingPolicy:
+    """What a loss or regularizer may decide about the training procedure, beside its formula."""
 
     recommended: ClassVar[Mapping[str, Any]] = {}
+    boost_schedule: BoostSchedule | None = None
+
+    def discriminator_steps(self, step: int, base: int) -> int | None:
+        """Discriminator updates before generator update ``step`` (0-based), or ``None``: no opinion.
+
+        ``base`` is the run's ``d_steps``. The regularizers are asked first (the last given first), then the
+        loss; the first answer that is not ``None`` counts, and without one every step gets ``base``. The
+        default answers from ``boost_schedule`` when it is set.
+        """
+        return None if self.boost_schedule is None else self.boost_schedule(step, base)
+
+
+class Loss(TrainingPolicy):
+    """An adversarial loss over raw discriminator scores (no sigmoid in the network: the loss owns the link)."""
+
+    # True: the generator step also computes the discriminator's scores on the current real batch and passes
+    # them as ``generator_loss(fake_scores, real_scores=...)`` (relativistic losses). False (the default):
+    # ``generator_loss(fake_scores)``, and the generator step costs no extra forward pass.
+    generator_needs_real_scores: ClassVar[bool] = False
 
     def discriminator_loss(self, real_scores, fake_scores):
         """Scalar loss the discriminator minimises, from scores of shape ``(N,)`` on real and fake data."""
         raise NotImplementedError
 
-    def generator_loss(self, fake_scores):
-        """Scalar loss the generator minimises, from the discriminator's scores on fake data."""
+    def generator_loss(self, fake_scores, real_scores=None):
+        """Scalar loss the generator minimises, from the discriminator's scores on fake data (and, when
+        ``generator_needs_real_scores``, on the current real batch: no gradient flows into them)."""
         raise NotImplementedError
 
     def statistics(self, real_scores, fake_scores) -> dict:
-        """Extra scalar tensors to log each step, e.g. ``{"wasserstein": ...}``. Called without gradients."""
+        """Extra scalar tensors to log each step, e.g. ``{"d_x": ...}``; the progress display and the loss
+        plot show every one by its name. Called without gradients."""
         return {}
+
+    def discriminator_wins(self, record: Mapping[str, float], *, threshold: float) -> bool:
+        """Whether a logged interval (averaged ``d_loss``, ``g_loss`` and statistics) shows the discriminator
+        winning outright; a run of these while ``g_loss`` climbs is a collapse (docs/reliability.md).
+
+        The default: ``|d_loss| < threshold`` (the run's ``collapse_d_loss``). Return False always where a
+        small discriminator loss means something else (a Wasserstein critic: the distributions are close).
+        """
+        return abs(record["d_loss"]) < threshold
 
     def check(self, *, config, regularizers) -> None:
         """Raise ``GankitError`` before training when the config or the regularizers do not suit this loss."""
 
 
-class Regularizer:
+class Regularizer(TrainingPolicy):
     """Constrains the discriminator. Every method is optional; the engine calls them at fixed points."""
 
-    recommended: ClassVar[Mapping[str, Any]] = {}
     # True when the regularizer keeps the discriminator's slope bounded, as a Wasserstein critic needs.
     lipschitz: ClassVar[bool] = False
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from gankit.builtins import DEFAULT_ARCH, DEFAULT_LOSS
 from gankit.errors import GankitError
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
@@ -24,8 +25,8 @@ class RunConfig:
 
     # Defaults name their plugin, so that no installed plugin registering the same name can make a plain
     # `gankit run` ambiguous (docs/plugins.md, "Name collisions").
-    arch: str = "dcgan:dcgan"
-    loss: str = "losses:bce"
+    arch: str = DEFAULT_ARCH
+    loss: str = DEFAULT_LOSS
     reg: list[str] = field(default_factory=list)
     data: str = "digits:digits"
     data_root: str | None = None
@@ -34,11 +35,12 @@ class RunConfig:
     batch_size: int = 64
     steps: int = 1000  # generator updates
     d_steps: int = 1  # discriminator updates per generator update
-    # Boost steps train the discriminator d_steps_boost times: the first d_steps_warmup generator updates and
-    # every d_steps_boost_every-th one (0: never). The WGAN reference schedule is 100, 25 and 500.
-    d_steps_boost: int = 100
-    d_steps_warmup: int = 0
-    d_steps_boost_every: int = 0
+    # Overrides of the loss's or regularizers' discriminator-step schedule (docs/losses.md): boost steps train
+    # the discriminator d_steps_boost times, the first d_steps_warmup generator updates and every
+    # d_steps_boost_every-th one (0: never). None: the components' own value (100, 0 and 0 without one).
+    d_steps_boost: int | None = None
+    d_steps_warmup: int | None = None
+    d_steps_boost_every: int | None = None
     # The generator update's noise: "reuse" the last discriminator step's batch (the article's DCGAN) or draw
     # a "fresh" one (the WGAN reference code).
     generator_noise: str = "reuse"
@@ -121,7 +123,7 @@ class RunConfig:
     def validate(self) -> None:
         positive = ("batch_size", "steps", "d_steps", "d_steps_boost", "z_dim", "sample_every", "checkpoint_every", "log_every")
         for key in positive:
-            if getattr(self, key) <= 0:
+            if getattr(self, key) is not None and getattr(self, key) <= 0:
                 raise GankitError(f"{key.replace('_', '-')} must be positive, got {getattr(self, key)}")
         if not 0.0 <= self.lr_decay <= 1.0:
             raise GankitError(f"lr-decay must be a fraction of the run between 0 and 1, got {self.lr_decay}")
@@ -132,7 +134,7 @@ class RunConfig:
         if self.eval_count is not None and self.eval_count <= 0:
             raise GankitError(f"eval-count must be positive, got {self.eval_count}")
         for key in ("d_steps_warmup", "d_steps_boost_every"):
-            if getattr(self, key) < 0:
+            if getattr(self, key) is not None and getattr(self, key) < 0:
                 raise GankitError(f"{key.replace('_', '-')} must be zero (off) or positive, got {getattr(self, key)}")
         if self.generator_noise not in GENERATOR_NOISE:
             raise GankitError(

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import torch
 
+from gankit.components import Loss
 from gankit.errors import GankitError
 from gankit.events import DivergenceDetected
 
@@ -52,12 +53,14 @@ def nonfinite_tensors(named: Iterable[tuple[str, torch.Tensor]]) -> list[str]:
 class DivergenceGuard:
     """Decides, from logged intervals and weight checks, whether a run diverged, and what to do about it.
 
-    Collapse (the article's failure): ``|d_loss| < collapse_d_loss`` in every interval for at least
-    ``collapse_steps`` steps while ``g_loss`` ends higher than it began. It is a warning unless
+    Collapse (the article's failure): the discriminator wins outright in every interval for at least
+    ``collapse_steps`` steps while ``g_loss`` ends higher than it began. The loss's ``discriminator_wins``
+    says what winning is (by default ``|d_loss| < collapse_d_loss``). It is a warning unless
     ``on_divergence = "rollback"``; NaN/Inf always acts: stop, or roll back.
     """
 
-    def __init__(self, config) -> None:
+    def __init__(self, config, *, discriminator_wins: Callable[..., bool] | None = None) -> None:
+        self.discriminator_wins = discriminator_wins or Loss().discriminator_wins
         self.action = config.on_divergence
         self.max_rollbacks = config.max_rollbacks
         self.lr_factor = config.rollback_lr_factor
@@ -77,8 +80,8 @@ class DivergenceGuard:
             return Divergence("nonfinite", values)
         if self.collapse_steps <= 0 or "d_loss" not in record or "g_loss" not in record:
             return None
-        d_loss, g_loss = record["d_loss"], record["g_loss"]
-        if abs(d_loss) >= self.collapse_d_loss:
+        g_loss = record["g_loss"]
+        if not self.discriminator_wins(record, threshold=self.collapse_d_loss):
             self.streak = None
             return None
         if self.streak is None:

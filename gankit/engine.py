@@ -3,14 +3,16 @@
 ``Trainer(config).train()`` builds everything from the registry, then alternates discriminator and
 generator updates. One step, top to bottom:
 
-    for each of d_steps_at(step):   real batch, fresh noise z, fake = G(z)
+    for each of d_steps_at(step):   real batch, fresh noise z, fake = G(z)    (the loss's or regularizers' schedule)
                                     D loss on (D(real), D(fake.detach())) + regularizer penalties; D update;
                                     regularizers act after the update (weight clipping)
     generator update:               the last fake batch again (generator_noise = "reuse", the article's DCGAN)
-                                    or a fresh one ("fresh", the WGAN reference); D frozen: G loss on D(fake)
+                                    or a fresh one ("fresh", the WGAN reference); D frozen: G loss on D(fake),
+                                    and on D(last real batch) for losses that ask for it (relativistic ones)
 """
 from __future__ import annotations
 
+import inspect
 import json
 import random
 import time
@@ -61,6 +63,7 @@ from gankit.registry import Registry, default_registry
 from gankit.evaluation import build_training_evaluator, close_run, open_loggers
 from gankit.plots import write_vector_samples
 from gankit.samples import save_grid
+from gankit.schedule import DiscriminatorSchedule
 from gankit.signals import StopRequest, TrainingInterrupted
 from gankit.threads import apply_threads
 
@@ -132,7 +135,7 @@ class Trainer:
         # The logging interval being accumulated; in checkpoints, so a resumed run logs the same averages.
         self.interval_totals: dict[str, torch.Tensor] = {}
         self.interval_count = 0
-        self.guard = DivergenceGuard(config)
+        self.guard = DivergenceGuard(config, discriminator_wins=self.loss.discriminator_wins)
         self.keeper = CheckpointKeeper(None, keep=config.keep_checkpoints, metric=config.best_metric, mode=config.best_mode)
         self.listeners.append(self.keeper)
         self.stop_request = StopRequest()
@@ -176,6 +179,8 @@ class Trainer:
             config.recommend(values, source=f"{built.component.kind} {built.component.name!r}")
         config.validate()
         self.loss.check(config=config, regularizers=self.regularizers)
+        self.generator_step_scores_real = generator_needs_real_scores(self.loss, loss.component.qualified_name)
+        self.schedule = DiscriminatorSchedule(config, loss=self.loss, regularizers=self.regularizers)
 
         # Under torchrun each process takes its rank's device and joins the process group.
         self.distributed = Distributed.from_environment()
@@ -324,15 +329,9 @@ class Trainer:
     # -- training --------------------------------------------------------------------------------
 
     def d_steps_at(self, step: int) -> int:
-        """Discriminator updates before generator update number ``step`` (0-based).
-
-        ``d_steps``, except in boost steps, which get ``d_steps_boost``: the first ``d_steps_warmup`` generator
-        updates and every ``d_steps_boost_every``-th one (the WGAN reference: 100 for the first 25 and every 500th).
-        """
-        config = self.config
-        warmup = step < config.d_steps_warmup
-        periodic = config.d_steps_boost_every > 0 and step % config.d_steps_boost_every == 0
-        return config.d_steps_boost if warmup or periodic else config.d_steps
+        """Discriminator updates before generator update number ``step`` (0-based): the loss's or regularizers'
+        ``discriminator_steps``, adjusted by the ``--d-steps-boost*`` settings (gankit/schedule.py)."""
+        return self.schedule(step)
 
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
         """One generator update and its discriminator updates; returns detached statistics (no host sync)."""
@@ -372,7 +371,13 @@ class Trainer:
         # Generator update; D's weights are frozen so no gradient is computed for them.
         self.discriminator.requires_grad_(False)
         with self.autocast():
-            g_loss = self.loss.generator_loss(self.frozen_discriminator(fake))
+            if self.generator_step_scores_real:
+                # Scores of the current D on the batch its last update saw; only for losses that compare with them.
+                g_loss = self.loss.generator_loss(
+                    self.frozen_discriminator(fake), real_scores=self.frozen_discriminator(real)
+                )
+            else:
+                g_loss = self.loss.generator_loss(self.frozen_discriminator(fake))
         self.optimizer_g.zero_grad(set_to_none=True)
         backward_and_step(g_loss, self.optimizer_g, self.scaler_g)
         if self.ema is not None:
@@ -643,6 +648,23 @@ def _data_fingerprint(source: DataSource, name: str) -> str | None:
     except Exception as error:
         raise GankitError(f"data source {name!r}: fingerprint() failed: {type(error).__name__}: {error}") from None
     return None if value is None else str(value)
+
+
+def generator_needs_real_scores(loss: Loss, name: str) -> bool:
+    """Whether the generator step scores the real batch for this loss, decided once before training; a loss
+    that asks for real scores but cannot take them fails here, not at the first step."""
+    if not loss.generator_needs_real_scores:
+        return False
+    try:
+        inspect.signature(loss.generator_loss).bind(None, real_scores=None)
+    except TypeError:
+        raise GankitError(
+            f"loss {name!r} sets generator_needs_real_scores but its generator_loss does not take a "
+            "real_scores argument: define generator_loss(self, fake_scores, real_scores)"
+        ) from None
+    except ValueError:  # a builtin or C function without a signature: trust it
+        pass
+    return True
 
 
 def seed_everything(seed: int) -> None:

@@ -2,6 +2,7 @@
 and scatter plots of 2-D samples. Drawn with Pillow (matplotlib is not a dependency)."""
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -12,8 +13,12 @@ from PIL import Image, ImageDraw, ImageFont
 
 LOSS_PLOT = "losses.png"
 EVOLUTION_GIF = "evolution.gif"
-# Series drawn in the loss plot, with their colours: discriminator, generator, and the Wasserstein estimate.
-LOSS_SERIES = (("d_loss", (31, 119, 180)), ("g_loss", (255, 127, 14)), ("wasserstein", (44, 160, 44)))
+# The loss plot draws the discriminator and generator losses, then each statistic the loss logs
+# (Loss.statistics), in the colours that follow.
+LOSS_SERIES = (("d_loss", (31, 119, 180)), ("g_loss", (255, 127, 14)))
+STATISTIC_COLOURS = ((44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75), (227, 119, 194), (127, 127, 127))
+# What the engine logs at every interval besides the losses; any other value is a loss's statistic.
+ENGINE_VALUES = ("step", "img_per_s", "score_real", "score_fake")
 MAX_GIF_FRAMES = 60
 MAX_GIF_SIDE = 512
 
@@ -118,12 +123,23 @@ def draw_line_plot(series: Sequence[tuple[str, tuple[int, int, int], list[tuple[
     return path
 
 
+def loss_statistics(record: dict) -> list[str]:
+    """Names of the numbers in a logged record that the loss's ``statistics()`` added, in logged order."""
+    losses = {key for key, _ in LOSS_SERIES}
+    return [
+        key for key, value in record.items()
+        if key not in losses and key not in ENGINE_VALUES and isinstance(value, (int, float)) and not isinstance(value, bool)
+    ]
+
+
 def write_loss_plot(run_dir: str | Path) -> Path | None:
-    """``losses.png`` from the run's ``metrics.jsonl``: D and G losses, and the Wasserstein estimate if logged."""
+    """``losses.png`` from the run's ``metrics.jsonl``: D and G losses, and every statistic the loss logged."""
     run_dir = Path(run_dir)
     records = read_metrics(run_dir / "metrics.jsonl")
+    statistics = dict.fromkeys(key for record in records for key in loss_statistics(record))
+    palette = itertools.cycle(STATISTIC_COLOURS)
     series = []
-    for key, colour in LOSS_SERIES:
+    for key, colour in [*LOSS_SERIES, *((key, next(palette)) for key in statistics)]:
         points = [(float(r["step"]), float(r[key])) for r in records if isinstance(r.get(key), (int, float))]
         series.append((key, colour, points))
     return draw_line_plot(series, run_dir / LOSS_PLOT, title="losses (averaged per logged interval)")

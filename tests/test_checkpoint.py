@@ -145,6 +145,26 @@ def test_resume_refuses_a_run_whose_checkpoint_is_a_pickle(tmp_path, no_unpickli
     assert disguised.read_bytes() == before
 
 
+@pytest.mark.parametrize("first_bytes", [b"\x80", b"PK"], ids=["0x80", "PK"])
+def test_a_checkpoint_whose_header_length_starts_like_a_pickle_still_loads(tmp_path, first_bytes):
+    # The 8-byte header length comes first: one checkpoint in 256 has 0x80 as its first byte.
+    path = tmp_path / "step-0000001.safetensors"
+
+    def write(padding: int) -> int:
+        save_checkpoint(path, {"w": torch.ones(2)}, {"step": 1, "padding": "x" * padding})
+        return int.from_bytes(path.read_bytes()[:8], "little")
+
+    # The header grows with the padding, rounded up to 8 bytes: aim at the target, then step onto it.
+    target = int.from_bytes(first_bytes, "little") + 256 ** len(first_bytes)
+    start = write(0)
+    padding = target - start - 8
+    while write(padding) < target:
+        padding += 1
+    assert path.read_bytes()[: len(first_bytes)] == first_bytes
+    tensors, metadata = load_checkpoint(path)
+    assert metadata["step"] == 1 and torch.equal(tensors["w"], torch.ones(2))
+
+
 def test_damaged_files_are_one_line_errors(tmp_path):
     path = tmp_path / "step-0000002.safetensors"
     save_checkpoint(path, {"w": torch.ones(1000)}, {"step": 2})

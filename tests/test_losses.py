@@ -70,6 +70,41 @@ def test_wasserstein_closed_form_and_estimate():
     assert estimate == pytest.approx(-critic)
 
 
+def test_rpgan_closed_form_pairs_each_real_score_with_its_fake_partner():
+    loss = build("rpgan")
+    real, fake = scores()
+    expected_d = mean([softplus(-(r - f)) for r, f in zip(REAL, FAKE)])
+    expected_g = mean([softplus(-(f - r)) for r, f in zip(REAL, FAKE)])
+    assert float(loss.discriminator_loss(real, fake)) == pytest.approx(expected_d, rel=1e-6)
+    assert float(loss.generator_loss(fake, real_scores=real)) == pytest.approx(expected_g, rel=1e-6)
+    assert loss.generator_needs_real_scores
+    # A pairing, not two means: reordering the fakes changes the loss.
+    assert float(loss.discriminator_loss(real, fake.flip(0))) != pytest.approx(expected_d, rel=1e-3)
+
+
+def test_rpgan_gradients_flow_through_both_terms():
+    # d/df softplus(r - f) = -sigmoid(r - f); d/dr = +sigmoid(r - f); each over the batch size.
+    real = torch.tensor(REAL, requires_grad=True)
+    fake = torch.tensor(FAKE, requires_grad=True)
+    build("rpgan").generator_loss(fake, real_scores=real).backward()
+    sigmoid = [1 / (1 + math.exp(-(r - f))) for r, f in zip(REAL, FAKE)]
+    assert fake.grad.tolist() == pytest.approx([-s / 3 for s in sigmoid], rel=1e-5)
+    assert real.grad.tolist() == pytest.approx([s / 3 for s in sigmoid], rel=1e-5)
+    real.grad, fake.grad = None, None
+    build("rpgan").discriminator_loss(real, fake).backward()
+    sigmoid = [1 / (1 + math.exp(-(f - r))) for r, f in zip(REAL, FAKE)]
+    assert fake.grad.tolist() == pytest.approx([s / 3 for s in sigmoid], rel=1e-5)
+    assert real.grad.tolist() == pytest.approx([-s / 3 for s in sigmoid], rel=1e-5)
+
+
+def test_rpgan_refuses_unpaired_batches_and_a_generator_step_without_real_scores():
+    loss = build("rpgan")
+    with pytest.raises(GankitError, match=r"pairs each real example with a fake one, got \(3,\) real and \(2,\) fake"):
+        loss.discriminator_loss(torch.zeros(3), torch.zeros(2))
+    with pytest.raises(GankitError, match="needs the discriminator's scores on real data"):
+        loss.generator_loss(torch.zeros(3))
+
+
 def test_hinge_closed_form_with_default_and_custom_margin():
     d, g = losses("hinge")
     assert d == pytest.approx(mean([max(0.0, 1 - r) for r in REAL]) + mean([max(0.0, 1 + f) for f in FAKE]))
@@ -94,9 +129,8 @@ def test_least_squares_closed_form_and_label_options():
 @pytest.mark.parametrize(
     "spec, expected",
     [
-        ("wasserstein", {"optimizer": "rmsprop", "lr": 5e-5, "d_steps": 5, "generator_noise": "fresh",
-                         "d_steps_boost": 100, "d_steps_warmup": 25, "d_steps_boost_every": 500,
-                         "collapse_steps": 0}),
+        ("wasserstein", {"optimizer": "rmsprop", "lr": 5e-5, "d_steps": 5, "generator_noise": "fresh"}),
+        ("rpgan", {"optimizer": "adam", "lr": 2e-4, "betas": [0.0, 0.9], "d_steps": 1}),
         ("hinge", {"optimizer": "adam", "lr_d": 4e-4, "lr_g": 1e-4, "betas": [0.0, 0.9], "d_steps": 1}),
         ("least-squares", {"optimizer": "adam", "lr": 2e-4, "betas": [0.5, 0.999], "d_steps": 1}),
         ("minimax", {"optimizer": "adam", "lr": 2e-4, "betas": [0.5, 0.999], "d_steps": 1}),
@@ -106,10 +140,19 @@ def test_recommended_training_settings(spec, expected):
     assert dict(build(spec).recommended) == expected
 
 
-def test_wasserstein_schedule_can_be_switched_off():
-    recommended = build("wasserstein:schedule=false").recommended
-    assert "d_steps_warmup" not in recommended and "d_steps_boost_every" not in recommended
-    assert recommended["d_steps"] == 5
+def test_wasserstein_supplies_the_reference_critic_schedule_unless_switched_off():
+    # 100 critic updates for the first 25 generator updates and every 500th; base (d_steps) otherwise.
+    steps = (0, 24, 25, 499, 500, 501, 1000)
+    assert [build("wasserstein").discriminator_steps(step, 5) for step in steps] == [100, 100, 5, 5, 100, 5, 100]
+    assert {build("wasserstein:schedule=false").discriminator_steps(step, 5) for step in steps} == {None}
+    assert build("wasserstein:schedule=false").recommended["d_steps"] == 5
+
+
+def test_a_small_critic_loss_is_no_collapse_for_wasserstein_but_is_for_bce():
+    record = {"d_loss": 0.001, "g_loss": 3.0}
+    assert not build("wasserstein").discriminator_wins(record, threshold=0.01)
+    assert build("bce").discriminator_wins(record, threshold=0.01)
+    assert not build("bce").discriminator_wins({"d_loss": 0.5, "g_loss": 3.0}, threshold=0.01)
 
 
 def test_hinge_recommended_rates_reach_the_optimizers_and_a_user_lr_outranks_them(tiny_run):
@@ -154,7 +197,7 @@ def test_wasserstein_without_a_lipschitz_regularizer_is_refused_before_training(
                                                   "arch": "dcgan:width=8,norm=layer"}))
 
 
-@pytest.mark.parametrize("spec", ["minimax", "hinge:margin=1", "least-squares"])
+@pytest.mark.parametrize("spec", ["minimax", "hinge:margin=1", "least-squares", "rpgan"])
 def test_each_loss_trains_and_its_resolved_options_go_into_the_run_config(tiny_run, tmp_path, spec):
     out = Trainer(RunConfig.from_sources(overrides={**tiny_run, "loss": spec, "steps": 2})).train(tmp_path / "run")
     text = (out / "config.toml").read_text()
@@ -172,3 +215,22 @@ def test_logged_wasserstein_estimate_is_the_negated_critic_loss(tiny_run, tmp_pa
     for record in records:
         assert record["wasserstein"] == pytest.approx(-record["d_loss"], abs=2e-6)
         assert record["wasserstein"] == pytest.approx(record["score_real"] - record["score_fake"], abs=2e-6)
+
+
+def test_gankit_run_r3gan_objective_on_the_ring_stays_finite(tmp_path, one_thread):
+    from typer.testing import CliRunner
+
+    from gankit.cli import app
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, [
+        "run", "--data", "ring:count=1024", "--loss", "rpgan", "--reg", "r1", "--reg", "r2", "--steps", "30",
+        "--batch-size", "64", "--log-every", "5", "--device", "cpu", "--quiet", "--out", str(out),
+    ])
+    assert result.exit_code == 0, result.output
+    assert 'loss = "rpgan"' in (out / "config.toml").read_text()
+    assert 'reg = ["r1", "r2"]' in (out / "config.toml").read_text()
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [5, 10, 15, 20, 25, 30]
+    assert all(math.isfinite(r["d_loss"]) and math.isfinite(r["g_loss"]) for r in records)
+    assert (out / "checkpoints").is_dir() and list((out / "checkpoints").glob("*.safetensors"))

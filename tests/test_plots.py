@@ -78,3 +78,25 @@ def test_an_interrupted_run_still_leaves_its_plot_and_gif(tiny_run, tmp_path):
         trainer.train(tmp_path / "run")
     assert (tmp_path / "run" / "losses.png").is_file()
     assert Image.open(tmp_path / "run" / "evolution.gif").n_frames == 1
+
+
+def test_loss_plot_draws_each_statistic_a_loss_logs_and_not_the_engines_own_values(tmp_path):
+    records = [{"step": s, "d_loss": 1.0, "g_loss": 2.0, "score_real": 50.0, "score_fake": -50.0, "d_x": 0.6,
+                "d_g_z": 0.3, "img_per_s": 900.0} for s in range(1, 5)]
+    write_metrics(tmp_path, records)
+    seen = colours(write_loss_plot(tmp_path))
+    assert {(44, 160, 44), (214, 39, 40)} <= seen  # d_x, then d_g_z, in the statistics' colours
+    assert (148, 103, 189) not in seen  # no third statistic: score_real, score_fake and img/s are not drawn
+
+
+def test_progress_display_shows_the_statistics_a_loss_returns_by_name():
+    from gankit.cli import ProgressDisplay
+
+    shown = []
+    display = ProgressDisplay()
+    display.progress, display.task = type("Progress", (), {"update": lambda self, task, **fields: shown.append(fields)})(), 0
+    event = type("Event", (), {"name": "log", "step": 3, "data": {
+        "d_loss": 0.5, "g_loss": 1.25, "score_real": 1.0, "score_fake": -1.0, "my_gap": 2.0, "img_per_s": 812.0,
+    }})()
+    display(event)
+    assert shown == [{"completed": 3, "stats": "D 0.500  G 1.250  my_gap 2.000  812 img/s"}]

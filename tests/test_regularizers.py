@@ -142,7 +142,41 @@ def test_r1_penalty_closed_form_and_lazy_application():
     assert penalty_value(lazy, critic, 8) == pytest.approx(4 * 9.0, rel=1e-5)
 
 
-@pytest.mark.parametrize("spec", ["gp", "r1"])
+def test_r2_penalty_is_r1_on_the_fake_batch():
+    # D(x) = sum(x^2): dD/dx = 2x, so gamma / 2 * mean(||2 x_fake||^2) by hand; the real batch plays no part.
+    class SquareCritic(nn.Module):
+        def forward(self, x):
+            return x.pow(2).sum(1)
+
+    real, fake = torch.randn(8, 4), torch.randn(8, 4)
+
+    def value(spec, step=0):
+        result = build(spec).penalty(discriminator=SquareCritic(), real=real, fake=fake, real_scores=None,
+                                     fake_scores=None, step=step)
+        return None if result is None else result.item()
+
+    expected = 2.0 / 2 * (2 * fake).pow(2).sum(1).mean().item()
+    assert value("r2:gamma=2") == pytest.approx(expected, rel=1e-5)
+    assert value("r1:gamma=2") == pytest.approx(2.0 / 2 * (2 * real).pow(2).sum(1).mean().item(), rel=1e-5)
+    assert value("r2:gamma=2,every=3", step=1) is None
+    assert value("r2:gamma=2,every=3", step=3) == pytest.approx(3 * expected, rel=1e-5)
+
+
+def test_r2_penalty_is_differentiable_in_the_critic_weights():
+    critic = LinearCritic([1.0, 2.0, 0.0, 2.0])
+    penalty(build("r2:gamma=2"), critic).backward()
+    # d/dw gamma / 2 ||w||^2 = gamma w
+    assert critic.linear.weight.grad[0].tolist() == pytest.approx([2.0, 4.0, 0.0, 4.0], rel=1e-5)
+
+
+@pytest.mark.parametrize("spec, message", [("r2:gamma=0", "'r2' option gamma must be positive"),
+                                           ("r2:every=0", "'r2' option every must be 1 or more")])
+def test_r2_option_errors_name_r2(spec, message):
+    with pytest.raises(GankitError, match=message):
+        build(spec)
+
+
+@pytest.mark.parametrize("spec", ["gp", "r1", "r2"])
 def test_gradient_penalty_with_batch_norm_is_refused_with_the_norm_option_offered(tiny_run, spec):
     with pytest.raises(GankitError, match=r"BatchNorm.*--arch dcgan:norm=layer"):
         trainer(tiny_run, reg=[spec])

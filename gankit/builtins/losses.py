@@ -1,4 +1,5 @@
-"""Builtin adversarial losses over raw discriminator scores: bce, minimax, wasserstein, hinge, least-squares.
+"""Builtin adversarial losses over raw discriminator scores: bce, minimax, wasserstein, hinge, least-squares,
+rpgan.
 
 Formulas, defaults and papers: docs/losses.md.
 """
@@ -8,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import gankit
-from gankit.components import Loss
+from gankit.components import BoostSchedule, Loss
 from gankit.errors import GankitError
 
 
@@ -47,7 +48,7 @@ class MinimaxLoss(BCELoss):
 
 # The WGAN reference code's critic schedule (Arjovsky et al. 2017): 100 critic updates for each of the first 25
 # generator updates and for every 500th, so the critic is near its optimum when its estimate is trusted.
-WGAN_SCHEDULE = {"d_steps_boost": 100, "d_steps_warmup": 25, "d_steps_boost_every": 500}
+WGAN_SCHEDULE = BoostSchedule(boost=100, warmup=25, every=500)
 
 
 class WassersteinLoss(Loss):
@@ -58,14 +59,16 @@ class WassersteinLoss(Loss):
     or ``spectral-norm``), so a run without such a regularizer is refused.
     """
 
+    # RMSprop at 5e-5, 5 critic updates and fresh generator noise: the reference code's defaults.
+    recommended = {"optimizer": "rmsprop", "lr": 5e-5, "d_steps": 5, "generator_noise": "fresh"}
+
     def __init__(self, *, schedule: bool = True) -> None:
-        # RMSprop at 5e-5, 5 critic updates and fresh generator noise: the reference code's defaults.
-        self.recommended = {"optimizer": "rmsprop", "lr": 5e-5, "d_steps": 5, "generator_noise": "fresh"}
-        # A critic loss near zero means the two distributions are close, not that the critic won outright:
-        # the collapse check (|d_loss| small while g_loss climbs) does not apply to this loss.
-        self.recommended["collapse_steps"] = 0
-        if schedule:
-            self.recommended.update(WGAN_SCHEDULE)
+        # Through the base class's discriminator_steps; False leaves every step at d_steps.
+        self.boost_schedule = WGAN_SCHEDULE if schedule else None
+
+    def discriminator_wins(self, record, *, threshold: float) -> bool:
+        # A critic loss near zero means the two distributions are close, not that the critic won outright.
+        return False
 
     def discriminator_loss(self, real_scores, fake_scores):
         return fake_scores.mean() - real_scores.mean()
@@ -126,6 +129,37 @@ class LeastSquaresLoss(Loss):
         return 0.5 * (fake_scores - self.generator_target).pow(2).mean()
 
 
+class RelativisticPairingLoss(Loss):
+    """RpGAN (Jolicoeur-Martineau 2019; Huang et al. 2024, R3GAN): each real example is paired with a fake one.
+
+    Discriminator: mean(softplus(-(D(real) - D(fake)))); generator: mean(softplus(-(D(fake) - D(real)))), on
+    the current real batch. With ``--reg r1 --reg r2`` it is R3GAN's objective.
+    """
+
+    generator_needs_real_scores = True
+    # R3GAN's Adam settings at the start of its schedules (it anneals lr to 5e-5 and beta2 to 0.99).
+    recommended = {"optimizer": "adam", "lr": 2e-4, "betas": [0.0, 0.9], "d_steps": 1}
+
+    def discriminator_loss(self, real_scores, fake_scores):
+        check_pairs(real_scores, fake_scores)
+        return F.softplus(fake_scores - real_scores).mean()
+
+    def generator_loss(self, fake_scores, real_scores=None):
+        if real_scores is None:
+            raise GankitError("loss 'rpgan' needs the discriminator's scores on real data in the generator step")
+        check_pairs(real_scores, fake_scores)
+        return F.softplus(real_scores - fake_scores).mean()
+
+
+def check_pairs(real_scores, fake_scores) -> None:
+    """A relativistic pairing loss compares each real example with one fake: the batches must match."""
+    if real_scores.shape != fake_scores.shape:
+        raise GankitError(
+            f"loss 'rpgan' pairs each real example with a fake one, got {tuple(real_scores.shape)} real "
+            f"and {tuple(fake_scores.shape)} fake scores"
+        )
+
+
 @gankit.hookimpl
 def gankit_register_losses(register):
     register(
@@ -155,4 +189,10 @@ def gankit_register_losses(register):
         LeastSquaresLoss,
         description="LSGAN (Mao et al. 2017); options: real_label, fake_label, generator_target",
         aliases=("lsgan",),
+    )
+    register(
+        "rpgan",
+        RelativisticPairingLoss,
+        description="relativistic pairing loss of R3GAN (Huang et al. 2024); with --reg r1 --reg r2: R3GAN",
+        aliases=("relativistic-pairing",),
     )

@@ -1,4 +1,4 @@
-"""Builtin discriminator regularizers: weight clipping, gradient penalty, R1 and spectral norm.
+"""Builtin discriminator regularizers: weight clipping, gradient penalty, R1, R2 and spectral norm.
 
 Formulas, defaults and papers: docs/regularizers.md.
 """
@@ -10,7 +10,7 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
 import gankit
-from gankit.components import Regularizer
+from gankit.components import BoostSchedule, Regularizer
 from gankit.errors import GankitError
 
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
@@ -70,11 +70,10 @@ class GradientPenalty(Regularizer):
     """
 
     lipschitz = True
-    # The paper's Adam settings for both networks and 5 critic updates, without WGAN's 100-update boosts.
-    recommended = {
-        "optimizer": "adam", "lr": 1e-4, "lr_d": None, "lr_g": None, "betas": [0.0, 0.9], "d_steps": 5,
-        "d_steps_warmup": 0, "d_steps_boost_every": 0,
-    }
+    # The paper's Adam settings for both networks and 5 critic updates, without WGAN's 100-update boosts:
+    # its boost schedule never boosts, and outranks the loss's.
+    recommended = {"optimizer": "adam", "lr": 1e-4, "lr_d": None, "lr_g": None, "betas": [0.0, 0.9], "d_steps": 5}
+    boost_schedule = BoostSchedule(warmup=0, every=0)
 
     def __init__(self, *, weight: float = 10.0) -> None:
         if not weight > 0:
@@ -92,28 +91,52 @@ class GradientPenalty(Regularizer):
         return self.weight * (norms - 1).pow(2).mean()
 
 
-class R1Penalty(Regularizer):
-    """R1 (Mescheder et al. 2018): gamma / 2 * mean(||dD/dx(real)||^2), on real data only.
+class ZeroCenteredPenalty(Regularizer):
+    """gamma / 2 * mean(||dD/dx||^2) at the examples ``points`` picks: the shared form of R1 and R2.
 
     With ``every=k`` the penalty is applied lazily (Karras et al. 2020): only in generator steps divisible by
     k, multiplied by k so that its average strength is unchanged.
     """
 
+    name = ""
+
     def __init__(self, *, gamma: float = 10.0, every: int = 1) -> None:
         if not gamma > 0:
-            raise GankitError(f"regularizer 'r1' option gamma must be positive, got {gamma}")
+            raise GankitError(f"regularizer {self.name!r} option gamma must be positive, got {gamma}")
         if every < 1:
-            raise GankitError(f"regularizer 'r1' option every must be 1 or more, got {every}")
+            raise GankitError(f"regularizer {self.name!r} option every must be 1 or more, got {every}")
         self.gamma, self.every = gamma, every
 
+    def points(self, *, real, fake):
+        raise NotImplementedError
+
     def check(self, *, generator, discriminator, loss) -> None:
-        refuse_batch_norm("r1", discriminator)
+        refuse_batch_norm(self.name, discriminator)
 
     def penalty(self, *, discriminator, real, fake, real_scores, fake_scores, step: int):
         if step % self.every:
             return None
-        squared_norms = input_gradients(discriminator, real).pow(2).sum(1)
+        squared_norms = input_gradients(discriminator, self.points(real=real, fake=fake)).pow(2).sum(1)
         return self.every * self.gamma / 2 * squared_norms.mean()
+
+
+class R1Penalty(ZeroCenteredPenalty):
+    """R1 (Mescheder et al. 2018): gamma / 2 * mean(||dD/dx(real)||^2), on real data only."""
+
+    name = "r1"
+
+    def points(self, *, real, fake):
+        return real
+
+
+class R2Penalty(ZeroCenteredPenalty):
+    """R2 (Mescheder et al. 2018; with R1 in R3GAN, Huang et al. 2024): gamma / 2 * mean(||dD/dx(fake)||^2),
+    on the (detached) fake data only."""
+
+    name = "r2"
+
+    def points(self, *, real, fake):
+        return fake
 
 
 class SpectralNorm(Regularizer):
@@ -161,6 +184,11 @@ def gankit_register_regularizers(register):
         "r1",
         R1Penalty,
         description="R1 gradient penalty on real data (Mescheder et al. 2018); options: gamma (10), every (1)",
+    )
+    register(
+        "r2",
+        R2Penalty,
+        description="R2 gradient penalty on fake data (Mescheder et al. 2018; R3GAN); options: gamma (10), every (1)",
     )
     register(
         "spectral-norm",
