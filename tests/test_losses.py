@@ -228,7 +228,7 @@ def test_gankit_run_r3gan_objective_on_the_ring_stays_finite(tmp_path, one_threa
         "--batch-size", "64", "--log-every", "5", "--device", "cpu", "--quiet", "--out", str(out),
     ])
     assert result.exit_code == 0, result.output
-    assert 'loss = "rpgan"' in (out / "config.toml").read_text()
+    assert 'loss = "losses:rpgan"' in (out / "config.toml").read_text()
     assert 'reg = ["r1", "r2"]' in (out / "config.toml").read_text()
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [5, 10, 15, 20, 25, 30]

@@ -95,8 +95,8 @@ def test_progress_display_shows_the_statistics_a_loss_returns_by_name():
     shown = []
     display = ProgressDisplay()
     display.progress, display.task = type("Progress", (), {"update": lambda self, task, **fields: shown.append(fields)})(), 0
-    event = type("Event", (), {"name": "log", "step": 3, "data": {
-        "d_loss": 0.5, "g_loss": 1.25, "score_real": 1.0, "score_fake": -1.0, "my_gap": 2.0, "img_per_s": 812.0,
-    }})()
-    display(event)
+    from gankit.events import StepLogged
+
+    display(StepLogged(step=3, values={"d_loss": 0.5, "g_loss": 1.25, "score_real": 1.0, "score_fake": -1.0, "my_gap": 2.0},
+                       images_per_second=812.0, interval_steps=3))
     assert shown == [{"completed": 3, "stats": "D 0.500  G 1.250  my_gap 2.000  812 img/s"}]
