@@ -229,7 +229,7 @@ def test_gankit_run_r3gan_objective_on_the_ring_stays_finite(tmp_path, one_threa
     ])
     assert result.exit_code == 0, result.output
     assert 'loss = "losses:rpgan"' in (out / "config.toml").read_text()
-    assert 'reg = ["r1", "r2"]' in (out / "config.toml").read_text()
+    assert 'reg = ["regularizers:r1", "regularizers:r2"]' in (out / "config.toml").read_text()
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [5, 10, 15, 20, 25, 30]
     assert all(math.isfinite(r["d_loss"]) and math.isfinite(r["g_loss"]) for r in records)
