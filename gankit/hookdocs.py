@@ -77,8 +77,12 @@ def main(argv: list[str]) -> int:
     check = "--check" in argv
     paths = [arg for arg in argv if not arg.startswith("--")]
     path = Path(paths[0] if paths else "docs/hooks.md")
-    text = path.read_text(encoding="utf-8")
-    updated = regenerate(text)
+    try:
+        text = path.read_text(encoding="utf-8")
+        updated = regenerate(text)
+    except (OSError, ValueError) as error:  # a developer tool, but still one line, not a traceback
+        print(f"Error: {error}", file=sys.stderr)
+        return 2
     if check:
         if updated != text:
             print(f"{path} is out of date: run python -m gankit.hookdocs {path}")
