@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from gankit.errors import GankitError
+from gankit.hookspecs import component_hooks
 from gankit.options import Spec, convert_options, format_spec, normalize, parse_spec, signature_parameters
 from gankit.plugins import PluginSet, blame, default_plugins, describe_exception, strict
 
@@ -26,16 +27,10 @@ class Kind:
     context: tuple[str, ...] = ()
 
 
+# Derived from the hookspecs' declarations, so that the context a factory receives is written down once.
 KINDS: dict[str, Kind] = {
-    kind.name: kind
-    for kind in (
-        Kind("architecture", "gankit_register_architectures", "--arch", ("shape", "z_dim")),
-        Kind("loss", "gankit_register_losses", "--loss"),
-        Kind("regularizer", "gankit_register_regularizers", "--reg"),
-        Kind("data", "gankit_register_data_sources", "--data", ("root", "image_size", "seed", "cache")),
-        Kind("metric", "gankit_register_metrics", "--metric", ("device",)),
-        Kind("logger", "gankit_register_loggers", "--logger", ("out",)),
-    )
+    spec.factories.kind: Kind(spec.factories.kind, hook, spec.factories.flag, spec.factories.engine_context)
+    for hook, spec in component_hooks().items()
 }
 
 

@@ -127,7 +127,7 @@ def test_refused_before_the_data_is_touched(case, tmp_path, cache, monkeypatch, 
 
 def test_an_architecture_size_error_decodes_nothing(tmp_path, cache, monkeypatch):
     """Case 16: the size check runs before the first image is opened (also with a large folder)."""
-    from gankit.builtins import folder as folder_module
+    from gankit import images as folder_module
 
     opened = []
     monkeypatch.setattr(folder_module, "open_image_file", lambda path: opened.append(path) or open(path, "rb"))
@@ -280,7 +280,8 @@ def test_stale_digits_temporary_is_removed(tmp_path, cache):
 SLOW_BUILD = """
 import os, sys, time
 from pathlib import Path
-from gankit.builtins import digits, folder
+from gankit import images
+from gankit.builtins import rendered_digits
 
 def slowly(function):
     def slow(*args, **kwargs):
@@ -289,7 +290,7 @@ def slowly(function):
         return function(*args, **kwargs)
     return slow
 
-folder.read_image, digits._render_one = slowly(folder.read_image), slowly(digits._render_one)
+images.read_image, rendered_digits._render_one = slowly(images.read_image), slowly(rendered_digits._render_one)
 sys.argv = ["gankit", *sys.argv[1:]]
 from gankit.cli import main
 main()
@@ -448,7 +449,7 @@ def test_an_interrupted_build_keeps_the_old_cache_of_another_size(tmp_path, cach
     """Ctrl-C while building one size removes only this build's temporary file."""
     root = photos(tmp_path)
     kept = FolderImages(root=str(root), image_size=16).cache_path
-    from gankit.builtins import folder as folder_module
+    from gankit import images as folder_module
     from gankit.signals import Interrupted
 
     def interrupted(*args, **kwargs):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gankit.builtins import folder as folder_module
+from gankit import images as folder_module
 from gankit.builtins.folder import FolderImages
 from gankit.errors import GankitError, GankitWarning
 from image_folders import fingerprint, write_image, write_noise

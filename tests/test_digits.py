@@ -4,8 +4,9 @@ import pytest
 import torch
 
 import gankit
-from gankit.builtins import digits
-from gankit.builtins.digits import DigitsDataSource, cache_path, load_digits, render_digits
+from gankit.builtins import digits, rendered_digits
+from gankit.builtins.digits import DigitsDataSource
+from gankit.builtins.rendered_digits import cache_path, load_digits, render_digits
 from gankit.components import DataSource
 
 COUNT = 200
@@ -100,7 +101,7 @@ def test_cache_is_created_and_reused(cache_dir, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("render_digits called although the cache exists")
 
-    monkeypatch.setattr(digits, "render_digits", fail)
+    monkeypatch.setattr(rendered_digits, "render_digits", fail)
     again_images, again_labels = load_digits(COUNT, seed=0)
     assert again_images.tobytes() == images.tobytes()
     assert again_labels.tobytes() == labels.tobytes()
@@ -114,17 +115,17 @@ def test_cache_name_keys_on_content():
         cache_path(COUNT, seed=0, image_size=28).name,
     }
     assert len(names) == 4
-    assert all(f"v{digits.FORMAT_VERSION}" in name for name in names)
+    assert all(f"v{rendered_digits.FORMAT_VERSION}" in name for name in names)
 
 
 def test_cache_folder_from_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("GANKIT_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert digits.cache_directory() == tmp_path / "xdg" / "gankit"
+    assert rendered_digits.cache_directory() == tmp_path / "xdg" / "gankit"
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert digits.cache_directory() == tmp_path / "home" / ".cache" / "gankit"
-    assert digits.cache_directory(tmp_path / "explicit") == tmp_path / "explicit"
+    assert rendered_digits.cache_directory() == tmp_path / "home" / ".cache" / "gankit"
+    assert rendered_digits.cache_directory(tmp_path / "explicit") == tmp_path / "explicit"
 
 
 def test_explicit_cache_dir(tmp_path, cache_dir):
@@ -141,14 +142,14 @@ def test_corrupt_cache_is_regenerated(content, monkeypatch):
     path.write_bytes(content)
 
     calls = []
-    real_render = digits.render_digits
-    monkeypatch.setattr(digits, "render_digits", lambda *a, **k: calls.append(1) or real_render(*a, **k))
+    real_render = rendered_digits.render_digits
+    monkeypatch.setattr(rendered_digits, "render_digits", lambda *a, **k: calls.append(1) or real_render(*a, **k))
     images, labels = load_digits(50)
     assert calls == [1]
     assert images.tobytes() == expected_images.tobytes()
     assert labels.tobytes() == expected_labels.tobytes()
     # ...and the regenerated cache is good again.
-    monkeypatch.setattr(digits, "render_digits", lambda *a, **k: pytest.fail("cache not rewritten"))
+    monkeypatch.setattr(rendered_digits, "render_digits", lambda *a, **k: pytest.fail("cache not rewritten"))
     assert load_digits(50)[0].tobytes() == expected_images.tobytes()
 
 

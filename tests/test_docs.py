@@ -60,6 +60,25 @@ def test_every_hook_is_documented(hook):
     assert len(documented[hook].split()) >= 20, f"the '## {hook}' section of docs/hooks.md is nearly empty"
 
 
+def test_the_hook_reference_is_generated_from_the_hookspecs():
+    # docs/hooks.md's framed blocks must be exactly what gankit/hookspecs.py renders to.
+    from gankit.hookdocs import regenerate
+
+    text = (DOCS / "hooks.md").read_text(encoding="utf-8")
+    assert regenerate(text) == text, "docs/hooks.md is out of date: run python -m gankit.hookdocs"
+
+
+def test_the_hook_reference_check_notices_a_hand_edit():
+    from gankit.hookdocs import regenerate
+
+    text = (DOCS / "hooks.md").read_text(encoding="utf-8")
+    edited = text.replace("`z_dim: int`", "`z_dim: float`", 1)
+    assert edited != text and regenerate(edited) == text
+    block = "<!-- end of generated gankit_register_losses -->"
+    with pytest.raises(ValueError, match="gankit_register_losses"):
+        regenerate(text.replace(block, ""))
+
+
 @pytest.mark.parametrize("hook", hook_names())
 def test_every_hook_has_a_test(hook):
     test_files = [path for path in TESTS.glob("test_*.py") if path.name != Path(__file__).name]

@@ -196,7 +196,7 @@ def test_progress_bar_shows_only_on_a_terminal_and_only_once_decoding(monkeypatc
 
     import rich.console
 
-    from gankit.builtins.folder import progress_bar
+    from gankit.images import progress_bar
 
     with progress_bar("decoding", 10_000) as update:  # pytest captures stderr: not a terminal
         assert update is None

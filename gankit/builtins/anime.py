@@ -1,11 +1,11 @@
 """The ``anime`` data source: the article's layout, a folder of numbered face images (``faces/N.jpg``).
 
-Built on the ``folder`` machinery: decoded once into the image cache, broken files skipped and counted.
+Built on :mod:`gankit.images`, as ``folder`` is: decoded once into the image cache, broken files skipped and counted.
 """
 from __future__ import annotations
 
 import gankit
-from gankit.builtins.folder import ImageFiles, check_folder, image_shape, scan_images
+from gankit.images import ImageFiles, check_folder, image_shape, scan_images
 
 DEFAULT_SIZE = 96  # the article's
 

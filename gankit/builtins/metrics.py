@@ -367,13 +367,13 @@ CLASSIFIER_DATA_SEED = 1
 
 
 def classifier_path(image_size: int, train_count: int, epochs: int) -> Path:
-    from gankit.cache import cache_directory
+    from gankit.images import cache_directory
 
     return cache_directory() / f"digits-classifier-v1-{image_size}px-n{train_count}-e{epochs}.safetensors"
 
 
 def train_digit_classifier(image_size: int, *, train_count: int, epochs: int, seed: int = 0) -> DigitClassifier:
-    from gankit.builtins.digits import load_digits
+    from gankit.builtins.rendered_digits import load_digits
 
     images, labels = load_digits(train_count, seed=CLASSIFIER_DATA_SEED, image_size=image_size)
     inputs = torch.from_numpy(images).float() / 127.5 - 1.0

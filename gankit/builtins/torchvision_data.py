@@ -2,14 +2,14 @@
 files already on disk: nothing is ever downloaded (``download=False``), a missing root says what goes where.
 
 MNIST, Fashion-MNIST and CIFAR-10 are read by torchvision into one uint8 array (fast path, no decoding).
-CelebA's JPEGs go through the ``folder`` machinery: decoded once into the image cache, broken files skipped.
+CelebA's JPEGs go through :mod:`gankit.images`: decoded once into the image cache, broken files skipped.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import gankit
-from gankit.builtins.folder import ImageFiles, natural_key, scan_images
+from gankit.images import ImageFiles, natural_key, scan_images
 from gankit.components import DataSource
 from gankit.errors import GankitError
 

@@ -114,7 +114,7 @@ def test_entry_point_registers_resnet_in_the_default_registry():
 def test_width_option_comes_from_the_factory_signature():
     registry = Registry(load_plugins())
     built = registry.build("architecture", "resnet:width=3", shape=(1, 32, 32), z_dim=Z_DIM)
-    assert built.spec == "resnet:width=3"
+    assert built.spec == "resnet:resnet:width=3"
     generator, _ = built.value
     assert generator.start_channels == 3 * 8
     with pytest.raises(GankitError, match="no option 'depth'; valid options: width"):
@@ -188,7 +188,7 @@ def test_gankit_run_arch_resnet_on_the_command_line(tmp_path):
     assert result.exit_code == 0, result.output
     assert f"Run written to {out}" in result.output
     config = (out / "config.toml").read_text()
-    assert f'arch = "resnet:width={TINY_WIDTH}"' in config
+    assert f'arch = "resnet:resnet:width={TINY_WIDTH}"' in config
     assert (out / "checkpoints" / "step-0000003.safetensors").is_file()
 
 
