@@ -35,7 +35,14 @@ def _render_grid(images: torch.Tensor, target, *, nrow: int | None, **save_optio
 def check_sample_output(path: Path, *, overwrite: bool) -> None:
     """Refuse an output file gankit sample cannot or must not write, before the checkpoint is even read."""
     shown = shortened(path)
-    if path.is_dir():
+    try:
+        _check_output_path(path, shown, overwrite=overwrite)
+    except OSError as error:  # e.g. a file name too long to look up
+        raise GankitError(f"cannot write --out {shown}: {error.strerror or error}") from None
+
+
+def _check_output_path(path: Path, shown: str, *, overwrite: bool) -> None:
+    if os.path.isdir(path):  # False, not an error, for a name the OS cannot even look up
         raise GankitError(f"--out {shown} is a folder; give a file name ending in .png or .npy")
     if path.suffix.lower() not in SAMPLE_SUFFIXES:
         raise GankitError(f"--out must end in .png (a picture) or .npy (raw samples), got {quoted(path.name)}")
