@@ -5,6 +5,10 @@ the same run trained without interruption (final weights and logged losses, bit 
 
 After every kill it checks that each checkpoint left in the run folder loads. CPU only, one thread per
 process, so that the two runs execute the same arithmetic.
+
+It then kills ``gankit sample --out EXISTING --overwrite`` at random moments (``--sample-kills``): each time
+the file must be the old one, whole, or the complete new one, never a partial file. ``--only sample`` skips
+the training part.
 """
 from __future__ import annotations
 
@@ -79,9 +83,45 @@ def all_checkpoints_load(run: Path) -> tuple[bool, list[int]]:
     return True, steps
 
 
+def kill_during_sample(run: Path, work: Path, kills: int, chooser: random.Random, count: int = 20000) -> bool:
+    """SIGKILL ``gankit sample --out EXISTING --overwrite`` at random moments, .png and .npy in turn; after
+    each kill the file must hold the old bytes or the complete new ones. Returns whether it always did."""
+    all_whole = True
+    for kill in range(kills):
+        suffix = (".png", ".npy")[kill % 2]
+        folder = work / f"sample-kill-{kill}"
+        folder.mkdir(parents=True)
+        out, complete = folder / f"samples{suffix}", folder / f"complete{suffix}"
+        sample = gankit("sample", str(run), "-n", str(count), "--overwrite")
+        subprocess.run([*sample, "--seed", "1", "--out", str(out)], check=True, env=environment(), capture_output=True)
+        started = time.monotonic()
+        subprocess.run([*sample, "--seed", "0", "--out", str(complete)], check=True, env=environment(), capture_output=True)
+        duration = time.monotonic() - started
+        old, new = out.read_bytes(), complete.read_bytes()
+        # Anywhere from start-up to the end of the write, with a few kills after it finished.
+        delay = chooser.uniform(0.3 * duration, 1.05 * duration)
+        process = subprocess.Popen([*sample, "--seed", "0", "--out", str(out)], env=environment(),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        finished = process.poll() is not None
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        now = out.read_bytes() if out.exists() else b""
+        state = "old file intact" if now == old else "new file complete" if now == new else "PARTIAL OR MISSING"
+        all_whole &= now in (old, new)
+        leftovers = [p.name for p in folder.glob(".*.tmp")]
+        print(
+            f"sample kill {kill + 1:2d} ({suffix}, {len(new):,} bytes): SIGKILL {delay:.2f} s into a {duration:.2f} s "
+            f"write{' (already finished)' if finished else ''}: {state}; temporary files left: {len(leftovers)}"
+        )
+    return all_whole
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--sample-kills", type=int, default=6, help="kills during gankit sample --overwrite")
+    parser.add_argument("--only", choices=("training", "sample"), default=None, help="run one part only")
     parser.add_argument("--steps", type=int, default=120)
     parser.add_argument("--seed", type=int, default=None, help="seed of the kill moments (default: random)")
     parser.add_argument("--max-delay", type=float, default=2.0, help="kill up to this many seconds after training resumes")
@@ -94,6 +134,9 @@ def main() -> int:
     reference, killed = work / "reference", work / "killed"
     flags = [*RUN_FLAGS, "--steps", str(args.steps)]
     print(f"work folder {work}; kill-moment seed {seed}; {args.steps} steps, checkpoint every 2")
+    if args.only == "sample":
+        subprocess.run(gankit("run", *RUN_FLAGS, "--steps", "2", "--out", str(reference)), check=True, env=environment())
+        return 0 if report_sample_kills(reference, work, args.sample_kills, chooser) else 1
 
     started = time.monotonic()
     subprocess.run(gankit("run", *flags, "--out", str(reference)), check=True, env=environment())
@@ -144,7 +187,15 @@ def main() -> int:
     print(f"every checkpoint loadable after every kill: {all_whole}")
     print(f"final weights bit-for-bit equal to the uninterrupted run: {same_weights}")
     print(f"logged losses equal ({len(logged_losses(reference))} rows): {same_losses}")
-    return 0 if (same_weights and same_losses and all_whole and kills == args.kills) else 1
+    training_ok = same_weights and same_losses and all_whole and kills == args.kills
+    sample_ok = args.only == "training" or report_sample_kills(reference, work, args.sample_kills, chooser)
+    return 0 if (training_ok and sample_ok) else 1
+
+
+def report_sample_kills(run: Path, work: Path, kills: int, chooser: random.Random) -> bool:
+    whole = kill_during_sample(run, work, kills, chooser)
+    print(f"sample output old-and-whole or new-and-complete after every kill: {whole}")
+    return whole
 
 
 if __name__ == "__main__":
