@@ -290,6 +290,8 @@ def _coerce(key: str, annotation: str, value: Any, source: str) -> Any:
             except ValueError:
                 pass
     elif base == "str":
+        if isinstance(value, str) and "\0" in value:  # TOML can write one ("\u0000"); no path or name may hold it
+            raise GankitError(f"{label} must not contain a NUL character, got {quoted(value)} (in {source})")
         if isinstance(value, str):
             return value
     elif base == "bool":

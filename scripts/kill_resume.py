@@ -84,24 +84,33 @@ def all_checkpoints_load(run: Path) -> tuple[bool, list[int]]:
 
 
 def kill_during_sample(run: Path, work: Path, kills: int, chooser: random.Random, count: int = 20000) -> bool:
-    """SIGKILL ``gankit sample --out EXISTING --overwrite`` at random moments, .png and .npy in turn; after
-    each kill the file must hold the old bytes or the complete new ones. Returns whether it always did."""
+    """SIGKILL ``gankit sample --out EXISTING --overwrite`` at random moments, .png and .npy in turn, every
+    other kill once the temporary file exists (inside the write itself); after each kill the file must hold
+    the old bytes or the complete new ones. Returns whether it always did."""
+    sample = gankit("sample", str(run), "-n", str(count), "--overwrite")
+    made: dict[str, tuple[bytes, bytes, float]] = {}
+    for suffix in (".png", ".npy"):  # the old content (seed 1) and the complete new one (seed 0)
+        old, new = work / f"old{suffix}", work / f"new{suffix}"
+        subprocess.run([*sample, "--seed", "1", "--out", str(old)], check=True, env=environment(), capture_output=True)
+        started = time.monotonic()
+        subprocess.run([*sample, "--seed", "0", "--out", str(new)], check=True, env=environment(), capture_output=True)
+        made[suffix] = (old.read_bytes(), new.read_bytes(), time.monotonic() - started)
     all_whole = True
     for kill in range(kills):
-        suffix = (".png", ".npy")[kill % 2]
+        suffix, in_write = (".png", ".npy")[kill % 2], kill % 4 >= 2
+        old, new, duration = made[suffix]
         folder = work / f"sample-kill-{kill}"
         folder.mkdir(parents=True)
-        out, complete = folder / f"samples{suffix}", folder / f"complete{suffix}"
-        sample = gankit("sample", str(run), "-n", str(count), "--overwrite")
-        subprocess.run([*sample, "--seed", "1", "--out", str(out)], check=True, env=environment(), capture_output=True)
-        started = time.monotonic()
-        subprocess.run([*sample, "--seed", "0", "--out", str(complete)], check=True, env=environment(), capture_output=True)
-        duration = time.monotonic() - started
-        old, new = out.read_bytes(), complete.read_bytes()
-        # Anywhere from start-up to the end of the write, with a few kills after it finished.
-        delay = chooser.uniform(0.3 * duration, 1.05 * duration)
+        out = folder / f"samples{suffix}"
+        out.write_bytes(old)
         process = subprocess.Popen([*sample, "--seed", "0", "--out", str(out)], env=environment(),
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if in_write:
+            while process.poll() is None and not list(folder.glob(".*.tmp")):
+                time.sleep(0.001)
+            delay = chooser.uniform(0.0, 0.05)
+        else:
+            delay = chooser.uniform(0.3 * duration, 1.05 * duration)
         time.sleep(delay)
         finished = process.poll() is not None
         process.send_signal(signal.SIGKILL)
@@ -110,9 +119,10 @@ def kill_during_sample(run: Path, work: Path, kills: int, chooser: random.Random
         state = "old file intact" if now == old else "new file complete" if now == new else "PARTIAL OR MISSING"
         all_whole &= now in (old, new)
         leftovers = [p.name for p in folder.glob(".*.tmp")]
+        moment = f"{delay:.3f} s after the temporary file appeared" if in_write else f"{delay:.2f} s after launch"
         print(
-            f"sample kill {kill + 1:2d} ({suffix}, {len(new):,} bytes): SIGKILL {delay:.2f} s into a {duration:.2f} s "
-            f"write{' (already finished)' if finished else ''}: {state}; temporary files left: {len(leftovers)}"
+            f"sample kill {kill + 1:2d} ({suffix}, {len(new):,} bytes, a write takes {duration:.1f} s): SIGKILL "
+            f"{moment}{' (already finished)' if finished else ''}: {state}; temporary files left: {len(leftovers)}"
         )
     return all_whole
 

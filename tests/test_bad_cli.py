@@ -134,6 +134,7 @@ CORPUS = [
     BadInput("unknown TOML table", config("[training]\nsteps = 3\n"), ("unknown config key 'training'",)),
     BadInput("TOML key given twice", config("steps = 2\nsteps = 3\n"), ("not valid TOML", "line 2")),
     BadInput("config file is a FIFO", with_fifo("run", *TINY, "--config", "{file}"), ("not a regular file",)),
+    BadInput("NUL character in a TOML string", config('out = "runs/a\\u0000b"\n'), ("out must not contain a NUL character",)),
     BadInput("config file is a device", command("run", "--config", "/dev/zero"), ("not a regular file",)),
 ]
 
