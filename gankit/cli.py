@@ -20,8 +20,9 @@ except ImportError:  # pragma: no cover - Typer releases that use click itself
     import click
 
 from gankit import __version__
-from gankit.errors import GankitError, GankitWarning
+from gankit.errors import GankitError, GankitWarning, shortened
 from gankit.events import DivergenceDetected, RunFinished, RunStarted, StepLogged
+from gankit.signals import INTERRUPTED_EXIT_CODE, CommandInterrupted, StoppedAtOnce
 
 
 # click < 8.2 prints the help itself instead of raising this.
@@ -38,6 +39,9 @@ class OneLineErrors(TyperGroup):
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
             code = result if isinstance(result, int) else 0
+        except CommandInterrupted as stop:
+            click.echo(f"Interrupted: {_one_line(str(stop))}", err=True)
+            code = INTERRUPTED_EXIT_CODE
         except GankitError as error:
             _let_plugin_errors_through(error)
             code = _error(str(error), 1)
@@ -60,14 +64,17 @@ class OneLineErrors(TyperGroup):
         return code
 
     def invoke(self, ctx):
-        # Typer turns Ctrl-C into a silent exit 130: say what was stopped first (e.g. the cache build).
-        from gankit.signals import INTERRUPTED_EXIT_CODE, Interrupted
+        # Typer turns a KeyboardInterrupt into a silent exit 130; a command's own handling comes first, and
+        # whatever is left still ends as one line (a signal outside training says what it stopped).
+        from gankit.signals import Interrupted
 
         try:
             return super().invoke(ctx)
         except Interrupted as stop:
-            click.echo(f"Interrupted: {stop}", err=True)
-            raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
+            raise CommandInterrupted(str(stop)) from None
+        except KeyboardInterrupt:
+            command = f"gankit {ctx.invoked_subcommand}" if ctx.invoked_subcommand else "gankit"
+            raise CommandInterrupted(f"Ctrl-C: {command} stopped") from None
 
 
 def _let_plugin_errors_through(error: Exception) -> None:
@@ -81,7 +88,7 @@ def _let_plugin_errors_through(error: Exception) -> None:
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
     """A GankitWarning (e.g. skipped image files) prints as one ``Warning: ...`` line; others as Python prints them."""
     if issubclass(category, GankitWarning):
-        click.echo(f"Warning: {' '.join(str(message).split())}", err=True)
+        click.echo(f"Warning: {_one_line(message)}", err=True)
     else:
         _python_showwarning(message, category, filename, lineno, file, line)
 
@@ -90,12 +97,20 @@ _python_showwarning = warnings.showwarning
 
 
 def _error(message: str, code: int) -> int:
-    first_line = " ".join(message.strip().split())
-    click.echo(f"Error: {first_line}", err=True)
+    click.echo(f"Error: {_one_line(message)}", err=True)
     return code
 
 
 THREADS_HELP = "CPU threads for torch (default 1; 0: the default; also GANKIT_THREADS)."
+
+# Messages echo user input through gankit.errors.quoted; this bounds what slips past it (click's own
+# messages, an unexpected exception's text) so that no line runs to megabytes.
+LINE_LIMIT = 1000
+
+
+def _one_line(message: str) -> str:
+    return shortened(" ".join(str(message).strip().split()), LINE_LIMIT)
+
 
 app = typer.Typer(
     cls=OneLineErrors,
@@ -236,6 +251,8 @@ def run(
         if stop.resumable:
             typer.echo(f"Resume with: {stop.resume_command()}", err=True)
         raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
+    except StoppedAtOnce as stop:
+        raise CommandInterrupted(stop.message(out_dir)) from None
     if trainer.distributed.is_main:
         typer.echo(f"Run written to {out_dir}")
 
@@ -461,32 +478,29 @@ def sample(
     seed: Annotated[int, typer.Option(help="Noise seed.")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
     ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Use the EMA generator when the checkpoint has one.")] = True,
+    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists (atomically: never half-written).")] = False,
 ) -> None:
     """Write samples from a checkpoint's generator: a PNG grid for images, a .npy array of raw samples for any data."""
+    from gankit.config import check_device, check_seed
+    from gankit.samples import check_sample_output
+
+    check_sample_output(out, overwrite=overwrite)
+    check_seed(seed)
+    check_device(device)
     from gankit.engine import resolve_device
-    from gankit.inference import sample as draw
+    from gankit.inference import check_count, draw_checked, load_generator
+    from gankit.samples import check_picture, sample_output_bytes, write_samples
 
-    suffix = out.suffix.lower()
-    if suffix not in (".png", ".npy"):
-        raise GankitError(f"--out must end in .png (a picture) or .npy (raw samples), got {out.name!r}")
-    samples = draw(checkpoint, n, seed=seed, device=str(resolve_device(device)), ema=ema)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".npy":
-        import numpy as np
-
-        np.save(out, samples.numpy())
-    elif samples.dim() == 4:
-        from gankit.samples import save_grid
-
-        save_grid(samples, out)
-    elif samples.dim() == 2 and samples.shape[1] == 2:
-        from gankit.plots import scatter_plot
-
-        scatter_plot(samples.numpy(), out, title=f"{n} samples")
-    else:
-        raise GankitError(
-            f"the checkpoint generates data of shape {tuple(samples.shape[1:])}, which has no picture; use --out FILE.npy"
-        )
+    check_count(n)
+    try:
+        device = str(resolve_device(device))
+        generator, metadata = load_generator(checkpoint, device=device, ema=ema)
+        check_picture(out, metadata["shape"])
+        samples = draw_checked(generator, metadata, n, seed=seed, device=device,
+                               extra_bytes_per_sample=sample_output_bytes(metadata["shape"], out.suffix))
+        write_samples(samples, out, title=f"{n} samples")
+    except KeyboardInterrupt:
+        raise CommandInterrupted(f"Ctrl-C: gankit sample stopped; {shortened(out)} was left as it was") from None
     typer.echo(f"Wrote {n} samples to {out}")
 
 
@@ -505,6 +519,9 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Score a checkpoint's generator with a metric."""
+    from gankit.config import check_device
+
+    check_device(device)
     from gankit.engine import resolve_device
     from gankit.evaluation import evaluate_checkpoint
 

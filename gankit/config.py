@@ -3,20 +3,26 @@ file and command-line flags (in increasing priority)."""
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from gankit.builtins import DEFAULT_ARCH, DEFAULT_LOSS
-from gankit.errors import GankitError
+from gankit.errors import GankitError, quoted, shortened
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 GENERATOR_NOISE = ("reuse", "fresh")
 PRECISIONS = ("fp32", "bf16", "fp16")
 DIVERGENCE_ACTIONS = ("stop", "rollback")
 PATH_KEYS = ("out", "data_root")
+# Seeds are 32-bit, as in NumPy: the batch order derives 64-bit torch seeds from the seed times a large
+# prime, so a much larger seed would overflow them deep inside training.
+MAX_SEED = 2**32 - 1
 
 
 @dataclass
@@ -105,7 +111,7 @@ class RunConfig:
             key = raw_key.replace("-", "_")
             if key not in fields:
                 close = _close(key, fields)
-                raise GankitError(f"unknown config key {raw_key!r} in {source}{close}")
+                raise GankitError(f"unknown config key {quoted(raw_key)} in {shortened(source)}{close}")
             setattr(self, key, _coerce(key, fields[key].type, value, source))
             if user:
                 self.user_set.add(key)
@@ -138,7 +144,7 @@ class RunConfig:
                 raise GankitError(f"{key.replace('_', '-')} must be zero (off) or positive, got {getattr(self, key)}")
         if self.generator_noise not in GENERATOR_NOISE:
             raise GankitError(
-                f"generator-noise must be one of {', '.join(GENERATOR_NOISE)}, got {self.generator_noise!r}"
+                f"generator-noise must be one of {', '.join(GENERATOR_NOISE)}, got {quoted(self.generator_noise)}"
             )
         if self.image_size is not None and self.image_size <= 0:
             raise GankitError(f"image-size must be positive, got {self.image_size}")
@@ -147,15 +153,13 @@ class RunConfig:
             if value is not None and not value > 0:
                 raise GankitError(f"{key.replace('_', '-')} must be positive, got {value}")
         if self.optimizer not in OPTIMIZERS:
-            raise GankitError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+            raise GankitError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {quoted(self.optimizer)}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise GankitError(f"betas must be two numbers in [0, 1), got {self.betas}")
-        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
-            raise GankitError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+            raise GankitError(f"betas must be two numbers in [0, 1), got {quoted(self.betas)}")
+        check_device(self.device)
         if self.precision not in PRECISIONS:
-            raise GankitError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.seed < 0:
-            raise GankitError(f"seed must be non-negative, got {self.seed}")
+            raise GankitError(f"precision must be one of {', '.join(PRECISIONS)}, got {quoted(self.precision)}")
+        check_seed(self.seed)
         if self.threads is not None and self.threads < 0:
             raise GankitError(f"threads must be zero (the default) or positive, got {self.threads}")
         self._validate_reliability()
@@ -182,10 +186,10 @@ class RunConfig:
         if self.keep_checkpoints < 0:
             raise GankitError(f"keep-checkpoints must be zero (keep all) or positive, got {self.keep_checkpoints}")
         if self.best_mode not in ("min", "max"):
-            raise GankitError(f"best-mode must be min or max, got {self.best_mode!r}")
+            raise GankitError(f"best-mode must be min or max, got {quoted(self.best_mode)}")
         if self.on_divergence not in DIVERGENCE_ACTIONS:
             raise GankitError(
-                f"on-divergence must be one of {', '.join(DIVERGENCE_ACTIONS)}, got {self.on_divergence!r}"
+                f"on-divergence must be one of {', '.join(DIVERGENCE_ACTIONS)}, got {quoted(self.on_divergence)}"
             )
         if self.max_rollbacks < 0:
             raise GankitError(f"max-rollbacks must be zero or positive, got {self.max_rollbacks}")
@@ -211,25 +215,61 @@ class RunConfig:
         return "\n".join(lines) + "\n"
 
 
+def check_seed(seed: int, label: str = "seed") -> int:
+    """A seed every command accepts: an integer from 0 to MAX_SEED (flags and TOML alike)."""
+    if not 0 <= seed <= MAX_SEED:
+        raise GankitError(f"{label} must be between 0 and {MAX_SEED} (2^32 - 1), got {shortened(seed)}")
+    return seed
+
+
+def check_device(name: str) -> str:
+    """A device name of the form every command accepts (whether that device exists is checked when used)."""
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", name):
+        raise GankitError(f"device must be auto, cpu, cuda or cuda:N, got {quoted(name)}")
+    return name
+
+
 def read_toml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    shown = shortened(path)
     try:
-        with path.open("rb") as handle:
+        with _open_regular(path) as handle:
             data = tomllib.load(handle)
     except FileNotFoundError:
-        raise GankitError(f"config file not found: {path}") from None
+        raise GankitError(f"config file not found: {shown}") from None
     except IsADirectoryError:
-        raise GankitError(f"config file is a directory: {path}") from None
+        raise GankitError(f"config file is a directory: {shown}") from None
     except PermissionError:
-        raise GankitError(f"config file is not readable: {path}") from None
+        raise GankitError(f"config file is not readable: {shown}") from None
     except UnicodeDecodeError:
-        raise GankitError(f"config file is not UTF-8 text: {path}") from None
+        raise GankitError(f"config file is not UTF-8 text: {shown}") from None
     except tomllib.TOMLDecodeError as error:
-        raise GankitError(f"config file {path} is not valid TOML: {error}") from None
+        raise GankitError(f"config file {shown} is not valid TOML: {error}") from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise GankitError(f"config file {shown} nests arrays or tables too deeply to read") from None
+    except OSError as error:
+        raise GankitError(f"config file {shown} cannot be read: {error.strerror or error}") from None
     # A [run] table is accepted as well as top-level keys.
     if set(data) == {"run"} and isinstance(data["run"], dict):
         data = data["run"]
     return data
+
+
+def _open_regular(path: Path):
+    """Open a file for reading, refusing anything but a regular file: a FIFO would block forever."""
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(mode):
+            raise GankitError(f"config file {shortened(path)} is not a regular file (a FIFO, socket or device)")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(descriptor, True)
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
 
 
 def _close(key: str, fields: Iterable[str]) -> str:
@@ -244,6 +284,7 @@ def _coerce(key: str, annotation: str, value: Any, source: str) -> Any:
     optional = "None" in annotation
     base = annotation.replace("| None", "").strip()
     label = key.replace("_", "-")
+    source = shortened(source)
     if value is None:
         if optional:
             return None
@@ -258,9 +299,9 @@ def _coerce(key: str, annotation: str, value: Any, source: str) -> Any:
             try:
                 value = [float(v) for v in value.replace(",", " ").split()]
             except ValueError:
-                raise GankitError(f"{label} must be numbers, got {value!r} (in {source})") from None
+                raise GankitError(f"{label} must be numbers, got {quoted(value)} (in {source})") from None
         if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-            return [float(v) for v in value]
+            return [_finite(label, float(v), source) for v in value]
     elif base == "int":
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -268,13 +309,15 @@ def _coerce(key: str, annotation: str, value: Any, source: str) -> Any:
             return int(value)
     elif base == "float":
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            return _finite(label, _as_float(label, value, source), source)
         if isinstance(value, str):
             try:
-                return float(value)
+                return _finite(label, float(value), source)
             except ValueError:
                 pass
     elif base == "str":
+        if isinstance(value, str) and "\0" in value:  # TOML can write one ("\u0000"); no path or name may hold it
+            raise GankitError(f"{label} must not contain a NUL character, got {quoted(value)} (in {source})")
         if isinstance(value, str):
             return value
     elif base == "bool":
@@ -282,7 +325,21 @@ def _coerce(key: str, annotation: str, value: Any, source: str) -> Any:
             return value
     else:  # pragma: no cover - a field with a type this function does not know
         return value
-    raise GankitError(f"{label} must be {base}, got {value!r} (in {source})")
+    raise GankitError(f"{label} must be {base}, got {quoted(value)} (in {source})")
+
+
+def _as_float(label: str, value: int | float, source: str) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond any float, e.g. lr = 1e400 written out in digits
+        raise GankitError(f"{label} is too large, got {shortened(value)} (in {source})") from None
+
+
+def _finite(label: str, value: float, source: str) -> float:
+    # NaN slips through every range check (all comparisons are false), and no setting means anything at inf.
+    if not math.isfinite(value):
+        raise GankitError(f"{label} must be a finite number, got {value} (in {source})")
+    return value
 
 
 # A TOML basic string may hold neither a quote, a backslash nor any control character (U+0000-U+001F,

@@ -79,6 +79,11 @@ def resolve_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise GankitError("--device cuda was asked for, but no CUDA device is available (use --device cpu)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise GankitError(
+            f"--device {name}: there is no CUDA device {device.index} (this machine has "
+            f"{torch.cuda.device_count()}: cuda:0 to cuda:{torch.cuda.device_count() - 1})"
+        )
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise GankitError("--device mps was asked for, but MPS is not available (use --device cpu)")
     return device

@@ -53,9 +53,9 @@ def draw_samples(generator: torch.nn.Module, z_dim: int, count: int, *, seed: in
 
 def score(metric: Metric, generator, z_dim: int, *, data, count: int | None = None, seed: int = 0,
           device="cpu") -> dict[str, float]:
-    count = count or metric.sample_count
-    if count <= 0:
-        raise GankitError(f"the number of samples must be positive, got {count}")
+    from gankit.inference import check_count
+
+    count = check_count(metric.sample_count if count is None else count)
     samples = draw_samples(generator, z_dim, count, seed=seed, device=device)
     values = metric.evaluate(samples, data=data)
     if metric.key not in values:
@@ -70,10 +70,16 @@ def evaluate_checkpoint(path: str | Path, metric_spec: str, *, count: int | None
 
     The data source is rebuilt from the checkpoint's config, for metrics that compare with the real data.
     """
-    from gankit.inference import load_generator
+    from gankit.config import check_seed
+    from gankit.inference import check_count, check_memory, load_generator, sample_bytes
 
+    if count is not None:  # 0 is a mistake, not "the metric's default"
+        check_count(count)
+    check_seed(seed)
     registry = registry or default_registry()
     generator, metadata = load_generator(path, registry=registry, device=device, ema=ema)
+    if count is not None:  # the samples alone; a metric needs some memory of its own besides
+        check_memory(count, sample_bytes(metadata["shape"], metadata["z_dim"]), "samples")
     config = metadata.get("config", {})
     data = registry.build(
         "data", registry.recorded_spec("data", config.get("data", "digits:digits"), metadata), root=config.get("data_root"), image_size=config.get("image_size"),
@@ -81,6 +87,7 @@ def evaluate_checkpoint(path: str | Path, metric_spec: str, *, count: int | None
     ).value
     built = build_metric(registry, metric_spec, shape=metadata["shape"], data=data, device=device, weights=weights)
     metric = built.value
+    count = metric.sample_count if count is None else count
     values = score(metric, generator, int(metadata["z_dim"]), data=data, count=count, seed=seed, device=device)
     return {
         "checkpoint": str(metadata.get("path", path)),
@@ -88,7 +95,7 @@ def evaluate_checkpoint(path: str | Path, metric_spec: str, *, count: int | None
         "metric": built.spec,
         "key": metric.key,
         "higher_is_better": metric.higher_is_better,
-        "samples": count or metric.sample_count,
+        "samples": count,
         "ema": bool(metadata.get("ema_used")),
         "values": values,
     }
@@ -101,7 +108,7 @@ class TrainingEvaluator:
     def __init__(self, metric: Built, *, count: int | None, seed: int) -> None:
         self.built = metric
         self.metric: Metric = metric.value
-        self.count = count or self.metric.sample_count
+        self.count = self.metric.sample_count if count is None else count
         self.seed = seed
 
     def evaluate(self, trainer) -> EvaluationDone:
@@ -130,6 +137,11 @@ def build_training_evaluator(trainer) -> TrainingEvaluator | None:
                          device=str(trainer.device))
     config.metric = built.spec
     metric = built.value
+    from gankit.inference import check_memory, sample_bytes
+
+    count = metric.sample_count if config.eval_count is None else config.eval_count
+    check_memory(count, sample_bytes(trainer.shape, config.z_dim), "samples per evaluation",
+                 flag="--eval-count")
     config.recommend(
         {"best_metric": metric.key, "best_mode": "max" if metric.higher_is_better else "min"},
         source=f"metric {built.component.name!r}",

@@ -1,7 +1,8 @@
-"""Using a trained generator: rebuild it from a checkpoint and draw samples."""
+"""Using a trained generator: rebuild it from a checkpoint and draw samples (after checking they fit in memory)."""
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -9,7 +10,9 @@ from typing import Any, Callable
 import torch
 
 from gankit.checkpoint import DamagedCheckpoint, load_checkpoint, newest_loadable_checkpoint, require_finite, unprefixed
-from gankit.errors import GankitError, GankitWarning
+from gankit.config import check_seed
+from gankit.errors import GankitError, GankitWarning, shortened
+from gankit.memory import available_bytes, describe_bytes
 from gankit.registry import Registry, default_registry
 
 
@@ -107,9 +110,45 @@ def _dtype_kind(tensor: torch.Tensor) -> str:
 def sample(path: str | Path, count: int, *, seed: int = 0, device: str = "cpu", registry: Registry | None = None,
            ema: bool = True):
     """``count`` samples from a checkpoint's generator, as a CPU tensor ``(count, *shape)``."""
-    if count <= 0:
-        raise GankitError(f"the number of samples must be positive, got {count}")
+    check_count(count)
+    check_seed(seed)
     generator, metadata = load_generator(path, registry=registry, device=device, ema=ema)
-    noise = torch.randn(count, int(metadata["z_dim"]), generator=torch.Generator().manual_seed(seed))
-    with torch.no_grad():
-        return generator(noise.to(device)).cpu()
+    return draw_checked(generator, metadata, count, seed=seed, device=device)
+
+
+def draw_checked(generator, metadata: dict, count: int, *, seed: int, device, extra_bytes_per_sample: int = 0):
+    """``count`` samples from a loaded generator once the count, the seed and the memory they need (with
+    ``extra_bytes_per_sample`` the caller needs to use each, e.g. to encode it) are checked."""
+    from gankit.evaluation import draw_samples
+
+    check_count(count)
+    check_seed(seed)
+    z_dim = int(metadata["z_dim"])
+    check_memory(count, sample_bytes(metadata["shape"], z_dim) + extra_bytes_per_sample, "samples")
+    return draw_samples(generator, z_dim, count, seed=seed, device=device)
+
+
+def check_count(count: int, label: str = "the number of samples (-n)") -> int:
+    if count <= 0:
+        raise GankitError(f"{label} must be positive, got {shortened(count)}")
+    return count
+
+
+def sample_bytes(shape, z_dim: int) -> int:
+    """Memory one drawn sample holds: its float32 values and its noise vector."""
+    return 4 * (math.prod(int(d) for d in shape) + int(z_dim))
+
+
+def check_memory(count: int, per_item: int, what: str, *, flag: str = "-n") -> None:
+    """Refuse, before allocating anything, ``count`` items of ``per_item`` bytes each that need more memory
+    than the machine has available (``what`` names the items, ``flag`` the option that sets their number)."""
+    available = available_bytes()
+    need = count * per_item
+    if available is None or need <= available:
+        return
+    raise GankitError(
+        f"{shortened(f'{count:,}')} {what} need about {describe_bytes(need)} of memory, but only {describe_bytes(available)} is "
+        f"available; about {available // per_item:,} would fit, ask for fewer with {flag}"
+    )
+
+

@@ -15,21 +15,32 @@ _reservations: list[tuple[int, str]] = []
 
 
 def available_bytes() -> Optional[int]:
-    """Memory available to a new allocation: ``MemAvailable`` of /proc/meminfo, else free physical pages."""
+    """Memory a new allocation can take: ``MemAvailable`` of /proc/meminfo (else free physical pages), capped
+    by the cgroup's limit (containers); None when none of them can be read (then nothing is refused on a guess)."""
+    candidates = []
     try:
         with open("/proc/meminfo", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+            candidates += [int(line.split()[1]) * 1024 for line in handle if line.startswith("MemAvailable:")]
     except (OSError, ValueError, IndexError):
         pass
+    if not candidates:
+        try:
+            candidates.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            pass
     try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None  # unknown: nothing is refused on a guess
+        with open("/sys/fs/cgroup/memory.max", encoding="ascii") as limit, open("/sys/fs/cgroup/memory.current", encoding="ascii") as used:
+            cap, current = limit.read().strip(), used.read().strip()
+        if cap != "max":
+            candidates.append(max(0, int(cap) - int(current)))
+    except (OSError, ValueError):
+        pass
+    return min(candidates) if candidates else None
 
 
 def describe_bytes(count: float) -> str:
+    if count >= 10**21:  # beyond the units below (and beyond a float, for absurd counts)
+        return f"10^{len(str(int(count))) - 1} bytes"
     for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
         if count < 1000 or unit == "PB":
             return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"

@@ -5,7 +5,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from gankit.errors import GankitError
+from gankit.errors import GankitError, quoted
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -38,13 +38,13 @@ def parse_spec(text: str) -> Spec:
                 continue
             key, sep, value = item.partition("=")
             if not sep or not key.strip():
-                raise GankitError(f"bad option {item!r} in {text!r}: expected key=value")
+                raise GankitError(f"bad option {quoted(item)} in {quoted(text)}: expected key=value")
             options[key.strip().replace("-", "_")] = value.strip()
     if len(parts) == 1:
         return Spec(name=parts[0], options=options)
     if len(parts) == 2:
         return Spec(plugin=parts[0], name=parts[1], options=options)
-    raise GankitError(f"bad component spec {text!r}: expected [plugin:]name[:key=value,...]")
+    raise GankitError(f"bad component spec {quoted(text)}: expected [plugin:]name[:key=value,...]")
 
 
 def format_spec(name: str, options: dict[str, Any]) -> str:
@@ -89,7 +89,7 @@ def convert_options(
                 converted[key] = value
                 continue
             listing = ", ".join(describe_option(p) for p in valid.values()) or "none"
-            raise GankitError(f"{label} has no option {key!r}; valid options: {listing}")
+            raise GankitError(f"{label} has no option {quoted(key)}; valid options: {listing}")
         converted[key] = _convert(label, valid[key], value)
     return converted
 
@@ -152,7 +152,7 @@ def _convert(label: str, param: inspect.Parameter, value: Any) -> Any:
             return float(value)
         if kind is not None and value is not None and not isinstance(value, kind):
             raise GankitError(
-                f"{label} option {param.name!r} must be {kind.__name__}, got {value!r}"
+                f"{label} option {param.name!r} must be {kind.__name__}, got {quoted(value)}"
             )
         return value
     try:
@@ -166,5 +166,5 @@ def _convert(label: str, param: inspect.Parameter, value: Any) -> Any:
         return kind(value)
     except ValueError:
         raise GankitError(
-            f"{label} option {param.name!r} must be {kind.__name__}, got {value!r}"
+            f"{label} option {param.name!r} must be {kind.__name__}, got {quoted(value)}"
         ) from None

@@ -196,6 +196,17 @@ def write_run_outputs(run_dir: str | Path) -> dict[str, Path]:
 
 def scatter_plot(points, path: str | Path, *, reference=None, bounds: tuple[float, float, float, float] | None = None,
                  size: int = 400, title: str = "") -> Path:
+    """2-D points (an (N, 2) array) as dots over optional grey ``reference`` points (e.g. real data), saved
+    to ``path``; see :func:`scatter_image`."""
+    image = scatter_image(points, reference=reference, bounds=bounds, size=size, title=title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
+def scatter_image(points, *, reference=None, bounds: tuple[float, float, float, float] | None = None,
+                  size: int = 400, title: str = "") -> Image.Image:
     """2-D points (an (N, 2) array) as dots over optional grey ``reference`` points (e.g. real data).
 
     ``bounds`` (x_min, x_max, y_min, y_max) default to the reference's extent (so frames of a run line up),
@@ -232,10 +243,7 @@ def scatter_plot(points, path: str | Path, *, reference=None, bounds: tuple[floa
     draw.rectangle([0, 0, size - 1, size - 1], outline="black")
     if title:
         draw.text((6, 4), title, fill="black", font=_font(12))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
-    return path
+    return image
 
 
 def write_vector_samples(samples, path: str | Path, *, reference=None) -> Path:

@@ -10,7 +10,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from gankit.errors import GankitError
+from gankit.errors import GankitError, quoted
 from gankit.hookspecs import component_hooks
 from gankit.options import Spec, convert_options, format_spec, normalize, parse_spec, signature_parameters
 from gankit.plugins import PluginSet, blame, default_plugins, describe_exception, strict
@@ -125,7 +125,7 @@ class Registry:
     def get(self, kind: str, name: str) -> Component:
         spec = parse_spec(name)
         if spec.options:
-            raise GankitError(f"{name!r}: options are not allowed here")
+            raise GankitError(f"{quoted(name)}: options are not allowed here")
         return self._find(kind, spec)
 
     def candidates(self, kind: str, spec: Spec) -> list[Component]:
@@ -168,8 +168,8 @@ class Registry:
         flag = KINDS[kind].flag
         if not candidates:
             known = self.names(kind) + sorted({a for c in self.components[kind] for a in c.aliases})
-            where = f" from plugin {spec.plugin!r}" if spec.plugin is not None else ""
-            message = f"unknown {kind} {spec.name!r}{where} for {flag}"
+            where = f" from plugin {quoted(spec.plugin)}" if spec.plugin is not None else ""
+            message = f"unknown {kind} {quoted(spec.name)}{where} for {flag}"
             elsewhere = self.candidates(kind, Spec(spec.name)) if spec.plugin is not None else []
             close = difflib.get_close_matches(wanted, known, n=1)
             if elsewhere:  # the name exists, the plugin is wrong (or gone): say which plugins have it
@@ -183,7 +183,7 @@ class Registry:
                 message += f"; plugins that failed to load: {', '.join(failed)}"
             raise GankitError(message)
         choices = ", ".join(c.qualified_name for c in candidates)
-        raise GankitError(f"{kind} {spec.name!r} is provided by several plugins; choose one of: {choices}")
+        raise GankitError(f"{kind} {quoted(spec.name)} is provided by several plugins; choose one of: {choices}")
 
     def resolve(self, kind: str, text: str) -> tuple[Component, dict[str, Any]]:
         """Find the component a spec names and convert its options to the factory's types."""

@@ -1,8 +1,9 @@
 """Ctrl-C and SIGTERM during training: finish the current step, write a checkpoint, say how to resume.
 
 The first signal only sets a flag that the training loop reads after each step; a second one stops at
-once (KeyboardInterrupt), which is safe because checkpoints are written atomically. Outside training
-(building a data cache) SIGTERM stops the process as Ctrl-C does, so that cleanup code runs, with one line.
+once (StoppedAtOnce, a KeyboardInterrupt), which is safe because checkpoints are written atomically.
+Outside training, Ctrl-C ends a command as CommandInterrupted: one line, exit status 130; SIGTERM
+(while a data cache is built) stops the process as Ctrl-C does, so that cleanup code runs.
 """
 from __future__ import annotations
 
@@ -69,6 +70,32 @@ def restore_sigterm(previous: object) -> None:
         signal.signal(signal.SIGTERM, previous)
 
 
+class StoppedAtOnce(KeyboardInterrupt):
+    """A second signal during training: the step in progress was abandoned, nothing more was written."""
+
+    def __init__(self, signal_name: str) -> None:
+        self.signal_name = signal_name
+        super().__init__(signal_name)
+
+    def message(self, run_dir: Path) -> str:
+        from gankit.checkpoint import list_checkpoints
+
+        try:
+            newest = list_checkpoints(Path(run_dir) / "checkpoints")[-1:]
+        except OSError:
+            newest = []
+        if not newest:
+            return f"second {self.signal_name}: stopped at once; no checkpoint was written yet"
+        return (
+            f"second {self.signal_name}: stopped at once; the newest checkpoint is {newest[0]} "
+            f"(resume with: gankit run --resume {shlex.quote(str(run_dir))})"
+        )
+
+
+class CommandInterrupted(Exception):
+    """Ctrl-C outside training: the CLI prints ``Interrupted: <message>`` and exits with status 130."""
+
+
 class StopRequest:
     """While entered, SIGINT and SIGTERM ask the loop to stop (``requested`` names the signal) instead of killing it.
 
@@ -96,5 +123,5 @@ class StopRequest:
 
     def _handle(self, number: int, frame) -> None:
         if self.requested is not None:  # asked twice: the user does not want to wait for the step
-            raise KeyboardInterrupt
+            raise StoppedAtOnce(signal.Signals(number).name)
         self.requested = signal.Signals(number).name

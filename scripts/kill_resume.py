@@ -8,6 +8,9 @@ process, so that the two runs execute the same arithmetic.
 
 First it kills runs while they build their data cache (the image cache of a folder, the digits file), with
 SIGKILL and SIGTERM, and checks that a rerun works and that no temporary file is left behind.
+It then kills ``gankit sample --out EXISTING --overwrite`` at random moments (``--sample-kills``): each time
+the file must be the old one, whole, or the complete new one, never a partial file. ``--only sample`` skips
+the training part.
 """
 from __future__ import annotations
 
@@ -148,9 +151,55 @@ def kill_cache_builds(work: Path) -> bool:
     return good
 
 
+def kill_during_sample(run: Path, work: Path, kills: int, chooser: random.Random, count: int = 20000) -> bool:
+    """SIGKILL ``gankit sample --out EXISTING --overwrite`` at random moments, .png and .npy in turn, every
+    other kill once the temporary file exists (inside the write itself); after each kill the file must hold
+    the old bytes or the complete new ones. Returns whether it always did."""
+    sample = gankit("sample", str(run), "-n", str(count), "--overwrite")
+    made: dict[str, tuple[bytes, bytes, float]] = {}
+    for suffix in (".png", ".npy"):  # the old content (seed 1) and the complete new one (seed 0)
+        old, new = work / f"old{suffix}", work / f"new{suffix}"
+        subprocess.run([*sample, "--seed", "1", "--out", str(old)], check=True, env=environment(), capture_output=True)
+        started = time.monotonic()
+        subprocess.run([*sample, "--seed", "0", "--out", str(new)], check=True, env=environment(), capture_output=True)
+        made[suffix] = (old.read_bytes(), new.read_bytes(), time.monotonic() - started)
+    all_whole = True
+    for kill in range(kills):
+        suffix, in_write = (".png", ".npy")[kill % 2], kill % 4 >= 2
+        old, new, duration = made[suffix]
+        folder = work / f"sample-kill-{kill}"
+        folder.mkdir(parents=True)
+        out = folder / f"samples{suffix}"
+        out.write_bytes(old)
+        process = subprocess.Popen([*sample, "--seed", "0", "--out", str(out)], env=environment(),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if in_write:
+            while process.poll() is None and not list(folder.glob(".*.tmp")):
+                time.sleep(0.001)
+            delay = chooser.uniform(0.0, 0.05)
+        else:
+            delay = chooser.uniform(0.3 * duration, 1.05 * duration)
+        time.sleep(delay)
+        finished = process.poll() is not None
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        now = out.read_bytes() if out.exists() else b""
+        state = "old file intact" if now == old else "new file complete" if now == new else "PARTIAL OR MISSING"
+        all_whole &= now in (old, new)
+        leftovers = [p.name for p in folder.glob(".*.tmp")]
+        moment = f"{delay:.3f} s after the temporary file appeared" if in_write else f"{delay:.2f} s after launch"
+        print(
+            f"sample kill {kill + 1:2d} ({suffix}, {len(new):,} bytes, a write takes {duration:.1f} s): SIGKILL "
+            f"{moment}{' (already finished)' if finished else ''}: {state}; temporary files left: {len(leftovers)}"
+        )
+    return all_whole
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--sample-kills", type=int, default=6, help="kills during gankit sample --overwrite")
+    parser.add_argument("--only", choices=("training", "sample"), default=None, help="run one part only")
     parser.add_argument("--steps", type=int, default=120)
     parser.add_argument("--seed", type=int, default=None, help="seed of the kill moments (default: random)")
     parser.add_argument("--max-delay", type=float, default=2.0, help="kill up to this many seconds after training resumes")
@@ -163,7 +212,10 @@ def main() -> int:
     reference, killed = work / "reference", work / "killed"
     flags = [*RUN_FLAGS, "--steps", str(args.steps)]
     print(f"work folder {work}; kill-moment seed {seed}; {args.steps} steps, checkpoint every 2")
-    cache_builds_clean = kill_cache_builds(work / "cache-builds")
+    if args.only == "sample":
+        subprocess.run(gankit("run", *RUN_FLAGS, "--steps", "2", "--out", str(reference)), check=True, env=environment())
+        return 0 if report_sample_kills(reference, work, args.sample_kills, chooser) else 1
+    cache_builds_clean = args.only == "training" or kill_cache_builds(work / "cache-builds")
     print(f"every cache build killed, rerun and left no temporary file: {cache_builds_clean}")
 
     started = time.monotonic()
@@ -215,7 +267,15 @@ def main() -> int:
     print(f"every checkpoint loadable after every kill: {all_whole}")
     print(f"final weights bit-for-bit equal to the uninterrupted run: {same_weights}")
     print(f"logged losses equal ({len(logged_losses(reference))} rows): {same_losses}")
-    return 0 if (same_weights and same_losses and all_whole and kills == args.kills and cache_builds_clean) else 1
+    training_ok = same_weights and same_losses and all_whole and kills == args.kills and cache_builds_clean
+    sample_ok = args.only == "training" or report_sample_kills(reference, work, args.sample_kills, chooser)
+    return 0 if (training_ok and sample_ok) else 1
+
+
+def report_sample_kills(run: Path, work: Path, kills: int, chooser: random.Random) -> bool:
+    whole = kill_during_sample(run, work, kills, chooser)
+    print(f"sample output old-and-whole or new-and-complete after every kill: {whole}")
+    return whole
 
 
 if __name__ == "__main__":
