@@ -39,7 +39,10 @@ def parse_spec(text: str) -> Spec:
             key, sep, value = item.partition("=")
             if not sep or not key.strip():
                 raise GankitError(f"bad option {quoted(item)} in {quoted(text)}: expected key=value")
-            options[key.strip().replace("-", "_")] = value.strip()
+            key = key.strip().replace("-", "_")
+            if key in options:  # "width=8,width=9": which one was meant is a guess, so it is not made
+                raise GankitError(f"option {quoted(key)} is given twice in {quoted(text)}")
+            options[key] = value.strip()
     if len(parts) == 1:
         return Spec(name=parts[0], options=options)
     if len(parts) == 2:

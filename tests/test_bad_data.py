@@ -94,6 +94,8 @@ REFUSED = [
             ("-1",)),
     Refused("image-size-huge", photos, ("--data", "folder", "--arch", "mlp", "--image-size", str(10**12)),
             ("at most 2048",)),
+    Refused("folder-limit-negative", photos, ("--data", "folder:limit=-5", "--arch", "dcgan:width=4"),
+            ("limit must be 0", "-5")),
     Refused("channels-2", photos, ("--data", "folder:channels=2", "--arch", "dcgan:width=4"), ("channels must be 1",)),
     Refused("digits-count-0", None, ("--data", "digits:count=0", "--arch", "dcgan:width=4"), ("count must be >= 1",)),
     Refused("zero-byte-pngs", empty_pngs, ("--data", "folder", "--arch", "dcgan:width=4", "--image-size", "16"),

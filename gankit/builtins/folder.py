@@ -29,6 +29,8 @@ class FolderImages(ImageFiles):
     ) -> None:
         if root is None:
             raise GankitError("the folder data source needs --data-root PATH (the folder of images)")
+        if limit < 0:
+            raise GankitError(f"folder: limit must be 0 (every image) or a positive count, got {limit}")
         self.planned_shape(image_size=image_size, channels=channels)
         folder = check_folder(root, label="folder", hint="point --data-root at a folder of images")
         files, skipped = scan_images(folder)
