@@ -63,6 +63,9 @@ def sample(path: str | Path, n: int, *, seed: int = 0, ema: bool = True, device:
 
     if not isinstance(n, int) or isinstance(n, bool):
         raise GankitError(f"the number of samples must be a whole number, got {n!r}")
+    from gankit.inference import check_count
+
+    check_count(n, "the number of samples")
     return draw(path, n, seed=seed, ema=ema, device=device)
 
 
