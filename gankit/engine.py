@@ -159,7 +159,7 @@ class Trainer:
         self.shape = shape
         self.data_fingerprint = _data_fingerprint(self.source, data.component.name)
         data_recommended = dict(getattr(self.source, "recommended", {}) or {})
-        config.recommend(data_recommended, source=f"data {data.component.name!r}")
+        config.recommend(data_recommended, source=f"data {data.component.name!r}", components=registry)
 
         loss = registry.build("loss", config.loss)
         if not isinstance(loss.value, Loss):
@@ -176,7 +176,7 @@ class Trainer:
         protected = set(data_recommended)
         for built in [loss, *regularizers]:
             values = {k: v for k, v in (built.value.recommended or {}).items() if k not in protected}
-            config.recommend(values, source=f"{built.component.kind} {built.component.name!r}")
+            config.recommend(values, source=f"{built.component.kind} {built.component.name!r}", components=registry)
         config.validate()
         self.loss.check(config=config, regularizers=self.regularizers)
         self.generator_step_scores_real = generator_needs_real_scores(self.loss, loss.component.qualified_name)
