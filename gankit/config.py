@@ -33,6 +33,7 @@ class Setting:
     choices: tuple[str, ...] = ()  #: the values allowed (validate() checks them)
     kind: str | None = None  #: the component kind a spec setting names (recommendations merge its options)
     bench: bool = False  #: `gankit bench` takes it too: it changes the step it times
+    positive: bool = False  #: validate() refuses a value that is not above zero (None, where allowed, is unset)
 
 
 def setting(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, **shown: Any) -> Any:
@@ -76,7 +77,7 @@ class RunConfig:
                 "(one line says so), so `--resume` and `eval` work from any folder.",
     )
     image_size: int | None = setting(
-        None, section="Components", metavar="N", default_text="the data's", bench=True,
+        None, positive=True, section="Components", metavar="N", default_text="the data's", bench=True,
         help="Resize images to N x N pixels (the architecture must support the size).",
     )
     data_cache: bool = setting(
@@ -85,20 +86,20 @@ class RunConfig:
         details="TOML `data_cache = false`.",
     )
     batch_size: int = setting(
-        64, section="Training", metavar="N", bench=True, help="Real examples per discriminator step (and fakes per step).",
+        64, positive=True, section="Training", metavar="N", bench=True, help="Real examples per discriminator step (and fakes per step).",
     )
     steps: int = setting(
-        1000, section="Training", metavar="N", help="Generator updates to train; with --resume, the new total.",
+        1000, positive=True, section="Training", metavar="N", help="Generator updates to train; with --resume, the new total.",
     )
     d_steps: int = setting(
-        1, section="Training", metavar="N", bench=True,
+        1, positive=True, section="Training", metavar="N", bench=True,
         help="Discriminator updates before each generator update (WGAN: 5).",
     )
     # Overrides of the loss's or regularizers' discriminator-step schedule (docs/losses.md): boost steps train
     # the discriminator d_steps_boost times, the first d_steps_warmup generator updates and every
     # d_steps_boost_every-th one (0: never). None: the components' own value (100, 0 and 0 without one).
     d_steps_boost: int | None = setting(
-        None, section="Training", metavar="N", default_text="unset",
+        None, positive=True, section="Training", metavar="N", default_text="unset",
         help="Discriminator updates in warm-up and boost steps (WGAN: 100).",
         details="Overrides that field of the loss's or regularizers' schedule "
                 "([losses.md](losses.md#policy-in-the-loss); unset and no schedule: 100).",
@@ -125,11 +126,11 @@ class RunConfig:
         default_text="the loss's recommendation, else `adam`", help="Optimizer of both networks.",
     )
     lr: float = setting(
-        2e-4, section="Training", metavar="X", default_text="the loss's recommendation, else `0.0002`",
+        2e-4, positive=True, section="Training", metavar="X", default_text="the loss's recommendation, else `0.0002`",
         help="Learning rate of both networks.",
     )
-    lr_d: float | None = setting(None, section="Training", metavar="X", default_text="--lr", help="Discriminator learning rate; overrides --lr.")
-    lr_g: float | None = setting(None, section="Training", metavar="X", default_text="--lr", help="Generator learning rate; overrides --lr.")
+    lr_d: float | None = setting(None, positive=True, section="Training", metavar="X", default_text="--lr", help="Discriminator learning rate; overrides --lr.")
+    lr_g: float | None = setting(None, positive=True, section="Training", metavar="X", default_text="--lr", help="Generator learning rate; overrides --lr.")
     lr_decay: float = setting(
         0.0, section="Training", metavar="F",
         help="Decay both learning rates linearly towards zero over the last fraction F of the run (0: constant).",
@@ -139,7 +140,7 @@ class RunConfig:
         factory=lambda: [0.5, 0.999], section="Training", metavar="B1,B2", help="Adam's betas, e.g. 0.5,0.999.",
         details="In TOML `betas = [0.5, 0.999]`.",
     )
-    z_dim: int = setting(100, section="Training", metavar="N", bench=True, help="Dimension of the generator's noise input.")
+    z_dim: int = setting(100, positive=True, section="Training", metavar="N", bench=True, help="Dimension of the generator's noise input.")
     seed: int = setting(
         0, section="Training", metavar="N",
         help="Seed of the initialisation, the batch order and the noise: same seed, same device, same run.",
@@ -149,16 +150,16 @@ class RunConfig:
         help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N.",
     )
     sample_every: int = setting(
-        100, section="Outputs", metavar="N",
+        100, positive=True, section="Outputs", metavar="N",
         help="Write a grid of 64 samples from fixed noise every N steps (and at the end).",
         details="`samples/step-NNNNNNN.png`.",
     )
     checkpoint_every: int = setting(
-        500, section="Outputs", metavar="N", help="Write a checkpoint every N steps (and at the end).",
+        500, positive=True, section="Outputs", metavar="N", help="Write a checkpoint every N steps (and at the end).",
         details="`checkpoints/step-NNNNNNN.safetensors`.",
     )
     log_every: int = setting(
-        10, section="Outputs", metavar="N",
+        10, positive=True, section="Outputs", metavar="N",
         help="Average the losses over N steps and append them to metrics.jsonl (and the progress bar).",
     )
     out: str | None = setting(
@@ -183,7 +184,7 @@ class RunConfig:
         help="Metric for --eval-every: modes, swd, digits, fid:weights=PATH or a plugin's.",
     )
     eval_count: int | None = setting(
-        None, section="Evaluation", metavar="N", default_text="the metric's", help="Samples drawn for each evaluation.",
+        None, positive=True, section="Evaluation", metavar="N", default_text="the metric's", help="Samples drawn for each evaluation.",
     )
     logger: list[str] = setting(
         factory=list, section="Outputs", metavar="NAME", kind="logger", default_text="none",
@@ -301,18 +302,16 @@ class RunConfig:
         return merged
 
     def validate(self) -> None:
-        positive = ("batch_size", "steps", "d_steps", "d_steps_boost", "z_dim", "sample_every", "checkpoint_every", "log_every")
-        for key in positive:
-            if getattr(self, key) is not None and getattr(self, key) <= 0:
-                raise GankitError(f"{key.replace('_', '-')} must be positive, got {getattr(self, key)}")
+        for key, shown in SETTINGS_BY_NAME.items():
+            value = getattr(self, key)
+            if shown.positive and value is not None and not value > 0:  # "not > 0" refuses NaN too
+                raise GankitError(f"{key.replace('_', '-')} must be positive, got {value}")
         if not 0.0 <= self.lr_decay <= 1.0:
             raise GankitError(f"lr-decay must be a fraction of the run between 0 and 1, got {self.lr_decay}")
         if self.ema is not None and not 0.0 < self.ema < 1.0:
             raise GankitError(f"ema must be a decay between 0 and 1 (e.g. 0.999), got {self.ema}")
         if self.eval_every < 0:
             raise GankitError(f"eval-every must be zero (off) or positive, got {self.eval_every}")
-        if self.eval_count is not None and self.eval_count <= 0:
-            raise GankitError(f"eval-count must be positive, got {self.eval_count}")
         for key in ("d_steps_warmup", "d_steps_boost_every"):
             if getattr(self, key) is not None and getattr(self, key) < 0:
                 raise GankitError(f"{key.replace('_', '-')} must be zero (off) or positive, got {getattr(self, key)}")
@@ -321,12 +320,6 @@ class RunConfig:
                 raise GankitError(
                     f"{name.replace('_', '-')} must be one of {', '.join(shown.choices)}, got {getattr(self, name)!r}"
                 )
-        if self.image_size is not None and self.image_size <= 0:
-            raise GankitError(f"image-size must be positive, got {self.image_size}")
-        for key in ("lr", "lr_d", "lr_g"):
-            value = getattr(self, key)
-            if value is not None and not value > 0:
-                raise GankitError(f"{key.replace('_', '-')} must be positive, got {value}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise GankitError(f"betas must be two numbers in [0, 1), got {self.betas}")
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
