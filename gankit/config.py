@@ -140,6 +140,10 @@ class RunConfig:
         factory=lambda: [0.5, 0.999], section="Training", metavar="B1,B2", help="Adam's betas, e.g. 0.5,0.999.",
         details="In TOML `betas = [0.5, 0.999]`.",
     )
+    grad_clip_norm: float | None = setting(
+        None, positive=True, section="Training", metavar="X", default_text="off", bench=True,
+        help="Clip the gradient norm of each network to X before each of its optimizer steps.",
+    )
     z_dim: int = setting(100, positive=True, section="Training", metavar="N", bench=True, help="Dimension of the generator's noise input.")
     seed: int = setting(
         0, section="Training", metavar="N",

@@ -360,7 +360,7 @@ class Trainer:
                     if penalty is not None:
                         d_loss = d_loss + penalty
             self.optimizer_d.zero_grad(set_to_none=True)
-            backward_and_step(d_loss, self.optimizer_d, self.scaler_d)
+            backward_and_step(d_loss, self.optimizer_d, self.scaler_d, config.grad_clip_norm)
             for regularizer in self.regularizers:
                 regularizer.after_discriminator_step(discriminator=self.discriminator)
 
@@ -379,7 +379,7 @@ class Trainer:
             else:
                 g_loss = self.loss.generator_loss(self.frozen_discriminator(fake))
         self.optimizer_g.zero_grad(set_to_none=True)
-        backward_and_step(g_loss, self.optimizer_g, self.scaler_g)
+        backward_and_step(g_loss, self.optimizer_g, self.scaler_g, config.grad_clip_norm)
         if self.ema is not None:
             self.ema.update(self.generator)
         self.discriminator.requires_grad_(True)
