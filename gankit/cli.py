@@ -22,7 +22,7 @@ except ImportError:  # pragma: no cover - Typer releases that use click itself
 from gankit import __version__
 from gankit.errors import GankitError, GankitWarning
 from gankit.config import Setting, settings
-from gankit.events import DivergenceDetected, RunFinished, RunStarted, StepLogged
+from gankit.events import CheckpointWritten, DivergenceDetected, RunFinished, RunStarted, SamplesWritten, StepLogged
 from gankit.flags import (
     SECTIONS,
     Flag,
@@ -173,7 +173,9 @@ def run(**values) -> None:
     resume, config, overwrite, quiet = (values.pop(name) for name in ("resume", "config", "overwrite", "quiet"))
     flags = setting_values(run_flags(), values)
     display = ProgressDisplay(enabled=not quiet)
-    listeners = [display, _print_divergence]
+    report = RunReport()
+    # The report first: its components line comes before the progress bar starts.
+    listeners = [report, display, _print_divergence] if not quiet else [display, _print_divergence]
     from gankit.runs import new_run, train_in_folder
     from gankit.signals import INTERRUPTED_EXIT_CODE, TrainingInterrupted
 
@@ -194,10 +196,87 @@ def run(**values) -> None:
             typer.echo(f"Resume with: {stop.resume_command()}", err=True)
         raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
     if trainer.distributed.is_main:
+        if not quiet:
+            typer.echo(report.summary())
         typer.echo(f"Run written to {out_dir}")
 
 
 app.command("run")(command(run, run_command_flags()))
+
+
+class RunReport:
+    """What a run says besides its progress bar, from the engine's events: the resolved components once at the
+    start, and a summary at the end (final losses, where the outputs are, what to run next)."""
+
+    def __init__(self) -> None:
+        self.started: RunStarted | None = None
+        self.finished: RunFinished | None = None
+        self.values: dict[str, float] = {}
+        self.samples: Path | None = None
+        self.checkpoint: Path | None = None
+
+    def __call__(self, event) -> None:
+        if isinstance(event, RunStarted):
+            self.started = event
+            typer.echo(components_line(event.config))
+        elif isinstance(event, StepLogged):
+            self.values = event.values
+        elif isinstance(event, SamplesWritten):
+            self.samples = event.path
+        elif isinstance(event, CheckpointWritten):
+            self.checkpoint = event.path
+        elif isinstance(event, RunFinished):
+            self.finished = event
+
+    def summary(self) -> str:
+        """Some lines: how the run ended, where its outputs are and the commands that use them."""
+        import shlex
+
+        from gankit.checkpoint import BEST_NAME
+        from gankit.plots import EVOLUTION_GIF, LOSS_PLOT
+
+        started, finished = self.started, self.finished
+        if started is None or finished is None:
+            return ""
+        out = finished.out
+        resumed = f" (resumed from step {started.step})" if started.resumed else ""
+        losses = ", ".join(f"{label} {self.values[key]:.4f}" for key, label in (("d_loss", "D loss"), ("g_loss", "G loss"))
+                           if key in self.values)
+        lines = [f"Finished at step {finished.step}{resumed}" + (f": {losses}" if losses else "")]
+        if self.samples is not None:
+            lines.append(f"  samples:     {self.samples.parent} (newest: {self.samples.name})")
+        if self.checkpoint is not None:
+            best = self.checkpoint.parent / BEST_NAME
+            also = f"; best: {best.name}" if best.is_file() else ""
+            lines.append(f"  checkpoints: {self.checkpoint.parent} (newest: {self.checkpoint.name}{also})")
+        plots = [str(out / name) for name in (LOSS_PLOT, EVOLUTION_GIF) if (out / name).is_file()]
+        if plots:
+            lines.append(f"  plots:       {', '.join(plots)}")
+        run, metric = shlex.quote(str(out)), started.config.get("metric")
+        lines += [
+            "Next:",
+            f"  gankit sample {run} -n 64 --out samples.png",
+            f"  gankit eval {run} --metric {shlex.quote(metric) if metric else 'NAME  (metrics: gankit list-plugins)'}",
+            f"  gankit run --resume {run} --steps {2 * finished.step}",
+        ]
+        return "\n".join(lines)
+
+
+def components_line(config: dict) -> str:
+    """One line naming the components a run trains with, their options and the plugins that provide them."""
+    regs = config.get("reg") or []
+    parts = [f"arch {_component(config['arch'])}", f"loss {_component(config['loss'])}"]
+    parts += [f"reg {_component(spec)}" for spec in regs] or ["no regularizer"]
+    parts.append(f"data {_component(config['data'])}")
+    return "Components: " + ", ".join(parts)
+
+
+def _component(text: str) -> str:
+    from gankit.options import format_spec, parse_spec
+
+    spec = parse_spec(text)
+    shown = format_spec(spec.name, spec.options)
+    return f"{shown} (plugin {spec.plugin})" if spec.plugin else shown
 
 
 def _print_divergence(event) -> None:
