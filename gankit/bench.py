@@ -12,7 +12,6 @@ import torch
 
 import gankit
 from gankit.components import DataSource
-from gankit.builtins import DEFAULT_ARCH, DEFAULT_LOSS
 from gankit.config import RunConfig
 from gankit.errors import GankitError
 
@@ -87,39 +86,27 @@ class BenchResult:
 
 def bench(
     *,
-    arch: str = DEFAULT_ARCH,
-    loss: str = DEFAULT_LOSS,
-    reg: list[str] | tuple[str, ...] = (),
-    image_size: int | None = 64,
-    batch_size: int = 64,
     steps: int = 10,
     warmup: int = 2,
-    device: str = "auto",
+    image_size: int | None = 64,
     data: str | None = None,
-    data_root: str | None = None,
     channels: int = 3,
-    precision: str = "fp32",
-    compile: bool = False,
-    channels_last: bool = False,
-    seed: int = 0,
-    threads: int | None = None,
+    **settings,
 ) -> BenchResult:
-    """Build a Trainer as ``gankit run`` would, run ``warmup`` untimed steps, then time ``steps`` steps."""
+    """Build a Trainer as ``gankit run`` would, run ``warmup`` untimed steps, then time ``steps`` steps.
+
+    ``settings`` are run settings (RunConfig keys, e.g. ``arch``, ``batch_size``, ``precision``); ``steps`` here
+    are the timed steps, and without ``data`` the batches are synthetic ``channels`` x ``image_size`` images.
+    """
     if steps <= 0 or warmup < 0:
         raise GankitError(f"steps must be positive and warmup non-negative, got steps={steps}, warmup={warmup}")
     from gankit.engine import Trainer
     from gankit.plugins import load_plugins
     from gankit.registry import Registry
 
+    batch_size = settings.get("batch_size") or RunConfig.batch_size
     data_spec = data or f"{SYNTHETIC}:channels={channels},count={max(4 * batch_size, 256)}"
-    config = RunConfig.from_sources(
-        overrides={
-            "arch": arch, "loss": loss, "reg": list(reg), "data": data_spec, "data_root": data_root,
-            "image_size": image_size, "batch_size": batch_size, "device": device, "seed": seed,
-            "precision": precision, "compile": compile, "channels_last": channels_last,
-            "threads": threads,
-        }
-    )
+    config = RunConfig.from_sources(overrides={**settings, "data": data_spec, "image_size": image_size})
     registry = Registry(load_plugins([("bench", _SyntheticPlugin())]))
     trainer = Trainer(config, registry=registry)
     device_obj = trainer.device

@@ -21,7 +21,19 @@ except ImportError:  # pragma: no cover - Typer releases that use click itself
 
 from gankit import __version__
 from gankit.errors import GankitError, GankitWarning, shortened
-from gankit.events import DivergenceDetected, RunFinished, RunStarted, StepLogged
+from gankit.config import Setting, settings
+from gankit.events import CheckpointWritten, DivergenceDetected, RunFinished, RunStarted, SamplesWritten, StepLogged
+from gankit.flags import (
+    SECTIONS,
+    Flag,
+    command,
+    options_markdown,
+    replace_generated,
+    run_flags,
+    setting_flag,
+    setting_values,
+    with_default_texts,
+)
 from gankit.signals import INTERRUPTED_EXIT_CODE, CommandInterrupted, StoppedAtOnce
 
 
@@ -101,8 +113,6 @@ def _error(message: str, code: int) -> int:
     return code
 
 
-THREADS_HELP = "CPU threads for torch (default 1; 0: the default; also GANKIT_THREADS)."
-
 # Messages echo user input through gankit.errors.quoted; this bounds what slips past it (click's own
 # messages, an unexpected exception's text) so that no line runs to megabytes.
 LINE_LIMIT = 1000
@@ -118,6 +128,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Click's plain help: rich's option table truncates long names at 80 columns and shows <bool> on flags.
+    rich_markup_mode=None,
 )
 
 
@@ -140,98 +152,45 @@ def main_callback(
 # -- gankit run --------------------------------------------------------------------------------------
 
 
-@app.command()
-def run(
-    arch: Annotated[Optional[str], typer.Option(help="Architecture, e.g. dcgan or dcgan:width=32.")] = None,
-    loss: Annotated[Optional[str], typer.Option(help="Loss, e.g. bce.")] = None,
-    reg: Annotated[Optional[list[str]], typer.Option(help="Regularizer; repeat to combine.")] = None,
-    data: Annotated[Optional[str], typer.Option(help="Data source, e.g. digits (embedded) or anime.")] = None,
-    data_root: Annotated[Optional[str], typer.Option(help="Folder the data source reads from.")] = None,
-    image_size: Annotated[Optional[int], typer.Option(help="Image size in pixels (default: the data's own).")] = None,
-    no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="Decode image folders in memory; neither read nor write the image cache.")
-    ] = False,
-    batch_size: Annotated[Optional[int], typer.Option(help="Examples per batch.")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Generator updates to train.")] = None,
-    d_steps: Annotated[Optional[int], typer.Option(help="Discriminator updates per generator update.")] = None,
-    d_steps_boost: Annotated[
-        Optional[int], typer.Option(help="Discriminator updates in warm-up and boost steps (WGAN: 100).")
-    ] = None,
-    d_steps_warmup: Annotated[
-        Optional[int], typer.Option(help="First N generator updates get --d-steps-boost (WGAN: 25; 0: off).")
-    ] = None,
-    d_steps_boost_every: Annotated[
-        Optional[int], typer.Option(help="Every Nth generator update gets --d-steps-boost (WGAN: 500; 0: off).")
-    ] = None,
-    generator_noise: Annotated[
-        Optional[str], typer.Option(help="Generator update noise: reuse the last D step's, or fresh.")
-    ] = None,
-    optimizer: Annotated[Optional[str], typer.Option(help="adam, rmsprop or sgd (default: the loss's choice).")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Learning rate of both networks (default: the loss's).")] = None,
-    lr_d: Annotated[Optional[float], typer.Option(help="Discriminator learning rate (overrides --lr).")] = None,
-    lr_g: Annotated[Optional[float], typer.Option(help="Generator learning rate (overrides --lr).")] = None,
-    lr_decay: Annotated[
-        Optional[float], typer.Option(help="Decay both learning rates linearly towards 0 over this last fraction of the run.")
-    ] = None,
-    betas: Annotated[Optional[str], typer.Option(help="Adam betas, e.g. '0.5,0.999'.")] = None,
-    z_dim: Annotated[Optional[int], typer.Option(help="Noise dimension.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed: same seed, same device, same result.")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
-    sample_every: Annotated[Optional[int], typer.Option(help="Write a sample grid every N steps.")] = None,
-    checkpoint_every: Annotated[Optional[int], typer.Option(help="Write a checkpoint every N steps.")] = None,
-    log_every: Annotated[Optional[int], typer.Option(help="Log averaged metrics every N steps.")] = None,
-    out: Annotated[Optional[str], typer.Option(help="Run directory (default: runs/<time>-<arch>-<loss>).")] = None,
-    ema: Annotated[
-        Optional[float], typer.Option(help="Generator EMA decay, e.g. 0.999; samples and metrics then use the EMA.")
-    ] = None,
-    eval_every: Annotated[
-        Optional[int], typer.Option(help="Evaluate --metric every N steps; keeps the best checkpoint (0: never).")
-    ] = None,
-    metric: Annotated[Optional[str], typer.Option(help="Metric for --eval-every: modes, swd, digits, fid...")] = None,
-    eval_count: Annotated[Optional[int], typer.Option(help="Samples per evaluation (default: the metric's).")] = None,
-    logger: Annotated[
-        Optional[list[str]], typer.Option(help="Extra logger (csv, tensorboard); repeat to combine. JSON lines always.")
-    ] = None,
-    precision: Annotated[
-        Optional[str], typer.Option(help="Forward passes in fp32, bf16 (autocast) or fp16 (autocast + GradScaler; CUDA).")
-    ] = None,
-    compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the networks.")] = None,
-    channels_last: Annotated[
-        Optional[bool], typer.Option("--channels-last/--no-channels-last", help="NHWC memory layout for images.")
-    ] = None,
-    threads: Annotated[Optional[int], typer.Option(help=THREADS_HELP)] = None,
-    keep_checkpoints: Annotated[
-        Optional[int], typer.Option(help="Keep the newest N step checkpoints (0: all; default 3).")
-    ] = None,
-    on_divergence: Annotated[
-        Optional[str],
-        typer.Option(help="On NaN/Inf (or collapse): stop, or rollback to the last good checkpoint with a lower lr."),
-    ] = None,
-    resume: Annotated[
-        Optional[Path],
-        typer.Option(help="Continue the run in this directory from its newest checkpoint; --steps N extends it."),
-    ] = None,
-    config: Annotated[Optional[Path], typer.Option(help="TOML file with the same keys as these flags.")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace the run already in --out.")] = False,
-    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
-) -> None:
+RUN_ONLY_FLAGS = (
+    Flag("resume", Optional[Path], ("--resume",), Setting(
+        section="Reliability", metavar="DIR", default_text="none",
+        help="Continue the run in DIR from its newest checkpoint; --steps N extends it.",
+        details="It trains with the config saved in that checkpoint. An edit of `config.toml` is refused unless it "
+                "changes `steps`, `on_divergence` or `keep_checkpoints` (said in one line); a deleted `config.toml` "
+                "is written again. Not with `--config` or `--overwrite`.",
+    ), is_setting=False),
+    Flag("config", Optional[Path], ("--config",), Setting(
+        section="Files", metavar="FILE", default_text="none",
+        help="TOML file with the same keys as these flags (top-level keys or a [run] table); flags override it. A regular file; numbers must be finite.",
+    ), is_setting=False),
+    Flag("overwrite", bool, ("--overwrite/--no-overwrite",), Setting(
+        section="Outputs", help="Replace the run already in --out.",
+        details="Everything is built and checked first; then the old run's files are moved to a hidden sibling "
+                "`.<name>.replaced-<pid>` and deleted once the new run has written its first checkpoint. If the new "
+                "run fails before that, the old run is put back. Other files in the folder are never touched.",
+    ), default=False, is_setting=False),
+    Flag("quiet", bool, ("--quiet/--no-quiet",), Setting(
+        section="Outputs", help="No progress bar, components line or summary; only the final `Run written to DIR` line.",
+    ), default=False, is_setting=False),
+)
+
+
+def run_command_flags() -> list[Flag]:
+    """The options of `gankit run`: one per RunConfig setting, then the four that are not settings."""
+    return with_default_texts([*run_flags(), *RUN_ONLY_FLAGS])
+
+
+def run(**values) -> None:
     """Train a GAN and write a run directory (config, metrics, samples, checkpoints)."""
     from gankit.config import RunConfig
 
-    flags = {
-        "arch": arch, "loss": loss, "reg": reg, "data": data, "data_root": data_root, "image_size": image_size,
-        "data_cache": False if no_cache else None,
-        "batch_size": batch_size, "steps": steps, "d_steps": d_steps, "d_steps_boost": d_steps_boost,
-        "d_steps_warmup": d_steps_warmup, "d_steps_boost_every": d_steps_boost_every,
-        "generator_noise": generator_noise, "optimizer": optimizer, "lr": lr,
-        "lr_d": lr_d, "lr_g": lr_g, "lr_decay": lr_decay, "betas": betas, "z_dim": z_dim, "seed": seed, "device": device,
-        "sample_every": sample_every, "checkpoint_every": checkpoint_every, "log_every": log_every, "out": out,
-        "precision": precision, "compile": compile, "channels_last": channels_last, "threads": threads,
-        "keep_checkpoints": keep_checkpoints, "on_divergence": on_divergence,
-        "ema": ema, "eval_every": eval_every, "metric": metric, "eval_count": eval_count, "logger": logger,
-    }
+    resume, config, overwrite, quiet = (values.pop(name) for name in ("resume", "config", "overwrite", "quiet"))
+    flags = setting_values(run_flags(), values)
     display = ProgressDisplay(enabled=not quiet)
-    listeners = [display, _print_divergence]
+    report = RunReport()
+    # The report first: its components line comes before the progress bar starts.
+    listeners = [report, display, _print_divergence] if not quiet else [display, _print_divergence]
     from gankit.runs import new_run, train_in_folder
     from gankit.signals import INTERRUPTED_EXIT_CODE, TrainingInterrupted
 
@@ -254,7 +213,87 @@ def run(
     except StoppedAtOnce as stop:
         raise CommandInterrupted(stop.message(out_dir)) from None
     if trainer.distributed.is_main:
+        if not quiet:
+            typer.echo(report.summary())
         typer.echo(f"Run written to {out_dir}")
+
+
+app.command("run")(command(run, run_command_flags()))
+
+
+class RunReport:
+    """What a run says besides its progress bar, from the engine's events: the resolved components once at the
+    start, and a summary at the end (final losses, where the outputs are, what to run next)."""
+
+    def __init__(self) -> None:
+        self.started: RunStarted | None = None
+        self.finished: RunFinished | None = None
+        self.values: dict[str, float] = {}
+        self.samples: Path | None = None
+        self.checkpoint: Path | None = None
+
+    def __call__(self, event) -> None:
+        if isinstance(event, RunStarted):
+            self.started = event
+            typer.echo(components_line(event.config))
+        elif isinstance(event, StepLogged):
+            self.values = event.values
+        elif isinstance(event, SamplesWritten):
+            self.samples = event.path
+        elif isinstance(event, CheckpointWritten):
+            self.checkpoint = event.path
+        elif isinstance(event, RunFinished):
+            self.finished = event
+
+    def summary(self) -> str:
+        """Some lines: how the run ended, where its outputs are and the commands that use them."""
+        import shlex
+
+        from gankit.checkpoint import BEST_NAME
+        from gankit.plots import EVOLUTION_GIF, LOSS_PLOT
+
+        started, finished = self.started, self.finished
+        if started is None or finished is None:
+            return ""
+        out = finished.out
+        resumed = f" (resumed from step {started.step})" if started.resumed else ""
+        losses = ", ".join(f"{label} {self.values[key]:.4f}" for key, label in (("d_loss", "D loss"), ("g_loss", "G loss"))
+                           if key in self.values)
+        lines = [f"Finished at step {finished.step}{resumed}" + (f": {losses}" if losses else "")]
+        if self.samples is not None:
+            lines.append(f"  samples:     {self.samples.parent} (newest: {self.samples.name})")
+        if self.checkpoint is not None:
+            best = self.checkpoint.parent / BEST_NAME
+            also = f"; best: {best.name}" if best.is_file() else ""
+            lines.append(f"  checkpoints: {self.checkpoint.parent} (newest: {self.checkpoint.name}{also})")
+        plots = [str(out / name) for name in (LOSS_PLOT, EVOLUTION_GIF) if (out / name).is_file()]
+        if plots:
+            lines.append(f"  plots:       {', '.join(plots)}")
+        run, metric = shlex.quote(str(out)), started.config.get("metric")
+        lines += [
+            "Next:",
+            f"  gankit sample {run} -n 64 --out samples.png",
+            f"  gankit eval {run} --metric {shlex.quote(metric) if metric else 'NAME  (metrics: gankit list-plugins)'}",
+            f"  gankit run --resume {run} --steps {2 * finished.step}",
+        ]
+        return "\n".join(lines)
+
+
+def components_line(config: dict) -> str:
+    """One line naming the components a run trains with, their options and the plugins that provide them."""
+    regs = config.get("reg") or []
+    parts = [f"arch {_component(config['arch'])}", f"loss {_component(config['loss'])}"]
+    parts += [f"reg {_component(spec)}" for spec in regs] or ["no regularizer"]
+    parts.append(f"data {_component(config['data'])}")
+    return "Components: " + ", ".join(parts)
+
+
+def _component(text: str) -> str:
+    from gankit.options import format_spec, parse_spec
+
+    spec = parse_spec(text)
+    shown = format_spec(spec.name, spec.options)
+    return f"{shown} (plugin {spec.plugin})" if spec.plugin else shown
 
 
 def _print_divergence(event) -> None:
@@ -408,37 +447,43 @@ def info(
 # -- gankit bench ------------------------------------------------------------------------------------
 
 
-@app.command()
-def bench(
-    arch: Annotated[str, typer.Option(help="Architecture, e.g. dcgan or dcgan:width=32.")] = "dcgan",
-    loss: Annotated[str, typer.Option(help="Loss, e.g. bce.")] = "bce",
-    reg: Annotated[Optional[list[str]], typer.Option(help="Regularizer; repeat to combine.")] = None,
-    image_size: Annotated[int, typer.Option(help="Image size in pixels.")] = 64,
-    batch_size: Annotated[int, typer.Option(help="Examples per batch.")] = 64,
-    steps: Annotated[int, typer.Option(help="Timed training steps (generator updates).")] = 10,
-    warmup: Annotated[int, typer.Option(help="Untimed steps first (allocator, autotuning, compilation).")] = 2,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    data: Annotated[
-        Optional[str], typer.Option(help="Data source to train on and to time alone (default: synthetic images).")
-    ] = None,
-    data_root: Annotated[Optional[str], typer.Option(help="Folder the data source reads from.")] = None,
-    channels: Annotated[int, typer.Option(help="Channels of the synthetic images.")] = 3,
-    precision: Annotated[str, typer.Option(help="fp32, bf16 or fp16 (CUDA).")] = "fp32",
-    compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the networks.")] = False,
-    channels_last: Annotated[
-        bool, typer.Option("--channels-last/--no-channels-last", help="NHWC memory layout for images.")
-    ] = False,
-    threads: Annotated[Optional[int], typer.Option(help=THREADS_HELP)] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
-) -> None:
+def bench_command_flags() -> list[Flag]:
+    """The options of `gankit bench`: the run settings that change the step it times (``bench=True`` in
+    RunConfig), said bench's way where it differs, and bench's own."""
+    flags = [
+        setting_flag(field, BENCH_SHOWN.get(field.name), default=BENCH_DEFAULTS.get(field.name))
+        for field in settings() if field.metadata["setting"].bench
+    ]
+    return with_default_texts([*flags, *BENCH_ONLY_FLAGS])
+
+
+# Where bench differs from a run: it makes synthetic data of a fixed size unless told to read a data source.
+BENCH_DEFAULTS = {"image_size": 64}
+BENCH_SHOWN = {
+    "data": Setting(section="", metavar="SPEC", default_text="synthetic",
+                    help="Data source to train on and to time alone (default: synthetic images)."),
+    "image_size": Setting(section="", metavar="N", default_text="64", help="Image size in pixels."),
+}
+BENCH_ONLY_FLAGS = (
+    Flag("steps", int, ("--steps",), Setting(section="", metavar="N", default_text="10",
+                                            help="Timed training steps (generator updates)."), default=10, is_setting=False),
+    Flag("warmup", int, ("--warmup",), Setting(section="", metavar="N", default_text="2",
+                                              help="Untimed steps first (allocator, autotuning, compilation)."),
+         default=2, is_setting=False),
+    Flag("channels", int, ("--channels",), Setting(section="", metavar="N", default_text="3",
+                                                  help="Channels of the synthetic images."), default=3, is_setting=False),
+    Flag("as_json", bool, ("--json",), Setting(section="", help="Print one JSON object instead of a table."),
+         default=False, is_setting=False),
+)
+
+
+def bench(**values) -> None:
     """Time full training steps: img/s, steps/s, achieved GFLOP/s and peak memory (and the data alone with --data)."""
     from gankit.bench import bench as run_bench
 
-    result = run_bench(
-        arch=arch, loss=loss, reg=reg or [], image_size=image_size, batch_size=batch_size, steps=steps, warmup=warmup,
-        device=device, data=data, data_root=data_root, channels=channels, precision=precision, compile=compile,
-        channels_last=channels_last, threads=threads,
-    )
+    as_json = values.pop("as_json")
+    given = {key: value for key, value in values.items() if value is not None}
+    result = run_bench(**given)
     if as_json:
         typer.echo(json.dumps(result.as_dict()))
         return
@@ -463,6 +508,15 @@ def bench(
     for name, value in rows:
         table.add_row(name, value)
     Console().print(table)
+
+
+app.command("bench")(command(bench, bench_command_flags()))
+
+
+def cli_reference(document: str) -> str:
+    """docs/cli.md with its generated options tables (of `gankit run` and `gankit bench`) brought up to date."""
+    document = replace_generated(document, "gankit run", options_markdown(run_command_flags(), SECTIONS))
+    return replace_generated(document, "gankit bench", options_markdown(bench_command_flags()))
 
 
 # -- gankit sample -----------------------------------------------------------------------------------

@@ -164,7 +164,7 @@ class Trainer:
         self.shape = shape
         self.data_fingerprint = _data_fingerprint(self.source, data.component.name)
         data_recommended = dict(getattr(self.source, "recommended", {}) or {})
-        config.recommend(data_recommended, source=f"data {data.component.name!r}")
+        config.recommend(data_recommended, source=f"data {data.component.name!r}", components=registry)
 
         loss = registry.build("loss", config.loss)
         if not isinstance(loss.value, Loss):
@@ -181,7 +181,7 @@ class Trainer:
         protected = set(data_recommended)
         for built in [loss, *regularizers]:
             values = {k: v for k, v in (built.value.recommended or {}).items() if k not in protected}
-            config.recommend(values, source=f"{built.component.kind} {built.component.name!r}")
+            config.recommend(values, source=f"{built.component.kind} {built.component.name!r}", components=registry)
         config.validate()
         self.loss.check(config=config, regularizers=self.regularizers)
         self.generator_step_scores_real = generator_needs_real_scores(self.loss, loss.component.qualified_name)
@@ -365,7 +365,7 @@ class Trainer:
                     if penalty is not None:
                         d_loss = d_loss + penalty
             self.optimizer_d.zero_grad(set_to_none=True)
-            backward_and_step(d_loss, self.optimizer_d, self.scaler_d)
+            backward_and_step(d_loss, self.optimizer_d, self.scaler_d, config.grad_clip_norm)
             for regularizer in self.regularizers:
                 regularizer.after_discriminator_step(discriminator=self.discriminator)
 
@@ -384,7 +384,7 @@ class Trainer:
             else:
                 g_loss = self.loss.generator_loss(self.frozen_discriminator(fake))
         self.optimizer_g.zero_grad(set_to_none=True)
-        backward_and_step(g_loss, self.optimizer_g, self.scaler_g)
+        backward_and_step(g_loss, self.optimizer_g, self.scaler_g, config.grad_clip_norm)
         if self.ema is not None:
             self.ema.update(self.generator)
         self.discriminator.requires_grad_(True)

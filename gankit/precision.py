@@ -41,18 +41,31 @@ def make_grad_scaler(precision: str, device: torch.device):
     return torch.amp.GradScaler(device.type)
 
 
-def backward_and_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler) -> None:
+def backward_and_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler, max_grad_norm: float | None = None) -> None:
     """``loss.backward(); optimizer.step()``, through the loss scaler when there is one.
 
     With fp16 a step whose gradients overflowed is skipped and the scale lowered, as GradScaler does.
+    ``max_grad_norm`` clips the norm of the optimizer's gradients first (of the unscaled ones under fp16).
     """
     if scaler is None:
         loss.backward()
+        clip_gradients(optimizer, max_grad_norm)
         optimizer.step()
         return
     scaler.scale(loss).backward()
+    if max_grad_norm is not None:
+        scaler.unscale_(optimizer)  # the norm is of the true gradients, not of the scaled ones
+        clip_gradients(optimizer, max_grad_norm)
     scaler.step(optimizer)
     scaler.update()
+
+
+def clip_gradients(optimizer: torch.optim.Optimizer, max_norm: float | None) -> None:
+    """Scale the gradients of an optimizer's parameters down to a total norm of ``max_norm`` (None: leave them)."""
+    if max_norm is None:
+        return
+    parameters = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    torch.nn.utils.clip_grad_norm_(parameters, max_norm)
 
 
 def to_channels_last(module: nn.Module) -> nn.Module:

@@ -185,6 +185,19 @@ class Registry:
         choices = ", ".join(c.qualified_name for c in candidates)
         raise GankitError(f"{kind} {quoted(spec.name)} is provided by several plugins; choose one of: {choices}")
 
+    def merge_options(self, kind: str, *, recommended: str, chosen: str) -> str:
+        """``chosen`` with the options of ``recommended`` it does not set, when both name the same component
+        (``dcgan:norm=layer`` and a recommended ``dcgan:width=32`` give ``dcgan:width=32,norm=layer``);
+        ``chosen`` unchanged when they name different components (or a name is unknown: its build says so)."""
+        try:
+            wanted, offered = parse_spec(chosen), parse_spec(recommended)
+            if self._find(kind, wanted) is not self._find(kind, offered):
+                return chosen
+        except GankitError:
+            return chosen
+        prefix = f"{wanted.plugin}:{wanted.name}" if wanted.plugin is not None else wanted.name
+        return format_spec(prefix, {**offered.options, **wanted.options})
+
     def resolve(self, kind: str, text: str) -> tuple[Component, dict[str, Any]]:
         """Find the component a spec names and convert its options to the factory's types."""
         spec = parse_spec(text)

@@ -79,6 +79,7 @@ def _allowed_flags() -> str:
 def _as_resumed(config: RunConfig, run_dir: Path) -> RunConfig:
     # Every key counts as user-set, so recommendations of the components cannot change a resumed run.
     config.user_set = set(RunConfig.keys())
+    config.resolved = True
     config.out = str(run_dir)
     return config
 

@@ -146,3 +146,55 @@ def _flags(settings: dict) -> list[str]:
     for key, value in settings.items():
         flags += [f"--{key.replace('_', '-')}", str(value)]
     return flags
+
+
+# -- --grad-clip-norm (the example of a setting declared once: gankit/config.py, used in the step) ----------
+
+
+def parameter_change_norms(**changes) -> tuple[float, float]:
+    """How far one step moves the generator's and the discriminator's weights under SGD (lr 1): the step is
+    the gradient itself, so its norm is the (clipped) gradient norm."""
+    trainer = Trainer(RunConfig.from_sources(overrides={**SMALL, "optimizer": "sgd", "lr": 1.0, **changes}))
+    before = [[p.detach().clone() for p in net.parameters()] for net in (trainer.generator, trainer.discriminator)]
+    trainer.train_step(0)
+    return tuple(
+        float(torch.cat([(p.detach() - old).flatten() for p, old in zip(net.parameters(), saved)]).norm())
+        for net, saved in zip((trainer.generator, trainer.discriminator), before)
+    )
+
+
+def test_grad_clip_norm_bounds_both_networks_updates():
+    free = parameter_change_norms()
+    assert min(free) > 0.05  # without clipping both updates are larger than the bound below
+    clipped = parameter_change_norms(grad_clip_norm=0.05)
+    assert all(norm <= 0.05 * 1.0001 for norm in clipped), clipped
+    assert all(norm > 0.05 * 0.99 for norm in clipped)  # clipped to the bound, not zeroed
+
+
+def test_grad_clip_norm_off_is_the_unchanged_step():
+    assert RunConfig().grad_clip_norm is None
+    default, explicit_none = trained_weights(), trained_weights(grad_clip_norm=None)
+    assert all(torch.equal(default[key], explicit_none[key]) for key in default)
+
+
+def test_grad_clip_norm_flag_and_bad_values():
+    result = CliRunner().invoke(app, ["run", *_flags(SMALL), "--grad-clip-norm", "0", "--quiet"])
+    assert result.exit_code != 0 and "grad-clip-norm must be positive, got 0.0" in result.output
+    result = CliRunner().invoke(app, ["bench", "--arch", "dcgan:width=4", "--image-size", "16", "--batch-size", "4",
+                                      "--steps", "1", "--warmup", "0", "--device", "cpu", "--grad-clip-norm", "1",
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+
+
+@needs_cuda
+def test_grad_clip_norm_under_fp16_clips_unscaled_gradients():
+    layer = torch.nn.Linear(4, 1).cuda()
+    optimizer = torch.optim.SGD(layer.parameters(), lr=1.0)
+    scaler = make_grad_scaler("fp16", torch.device("cuda"))
+    before = [p.detach().clone() for p in layer.parameters()]
+    with autocast("fp16", torch.device("cuda")):
+        loss = layer(torch.full((8, 4), 100.0, device="cuda")).float().sum()
+    backward_and_step(loss, optimizer, scaler, max_grad_norm=0.5)
+    moved = torch.cat([(p.detach() - old).flatten() for p, old in zip(layer.parameters(), before)]).norm()
+    # Clipping the scaled gradients (65536x) and then unscaling would move the weights by 0.5 / 65536.
+    assert 0.49 < float(moved) <= 0.5001

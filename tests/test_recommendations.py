@@ -1,0 +1,50 @@
+"""Recommendations merge predictably with what the user names: options of the same component merge (the user's
+win key by key), a recommendation of another component is dropped, and a resumed run never merges."""
+from __future__ import annotations
+
+import pytest
+
+from gankit.config import RunConfig
+from gankit.engine import Trainer
+from gankit.registry import default_registry
+
+TINY = {"data": "digits:count=256", "batch_size": 16, "z_dim": 16, "device": "cpu"}
+
+
+def resolved(**flags) -> RunConfig:
+    """The config a run with these flags records (built, not trained)."""
+    return Trainer(RunConfig.from_sources(overrides={**TINY, **flags})).config
+
+
+@pytest.mark.parametrize("chosen, merged", [
+    ("dcgan:norm=layer", "dcgan:width=32,norm=layer"),  # the recommended width stays, the user's norm is added
+    ("dcgan:width=8", "dcgan:width=8"),  # the user's option wins
+    ("dcgan:dcgan", "dcgan:dcgan:width=32"),  # named with its plugin: the same component
+    ("wgan", "wgan"),  # another component: the recommendation is dropped
+    ("no-such-arch", "no-such-arch"),  # unknown: left for the build to report
+])
+def test_merge_options(chosen, merged):
+    registry = default_registry()
+    assert registry.merge_options("architecture", recommended="dcgan:dcgan:width=32", chosen=chosen) == merged
+
+
+def test_naming_the_recommended_component_keeps_its_options():
+    assert resolved().arch == "dcgan:dcgan:width=32"
+    assert resolved(arch="dcgan:norm=layer").arch == "dcgan:dcgan:width=32,norm=layer"  # used to lose width 32
+    assert resolved(arch="dcgan:width=8,norm=layer").arch == "dcgan:dcgan:width=8,norm=layer"
+
+
+def test_the_defaults_spelled_out_are_the_defaults():
+    # README: `gankit run --arch dcgan --loss bce` is the defaults, spelled out.
+    assert resolved(arch="dcgan", loss="bce").as_dict() == resolved().as_dict()
+
+
+def test_a_resolved_config_never_merges():
+    config = RunConfig()
+    config.update({"arch": "dcgan:dcgan"}, source="run")
+    config.resolved = True  # as resume marks the config it reads back from a checkpoint
+    assert config.recommend({"arch": "dcgan:dcgan:width=32"}, source="data", components=default_registry()) == []
+    assert config.arch == "dcgan:dcgan"
+    config.resolved = False
+    assert config.recommend({"arch": "dcgan:dcgan:width=32"}, source="data", components=default_registry()) == ["arch"]
+    assert config.arch == "dcgan:dcgan:width=32"
