@@ -170,8 +170,7 @@ def build_run(config: RunConfig, registry: Registry | None = None) -> Run:
         **{f"regularizer.{i}": b.component for i, b in enumerate(regularizers)},
     }
     generator, discriminator = arch.value
-    optimizer_d = make_optimizer(config.optimizer, discriminator.parameters(), lr=config.lr_d or config.lr, betas=config.betas)
-    optimizer_g = make_optimizer(config.optimizer, generator.parameters(), lr=config.lr_g or config.lr, betas=config.betas)
+    optimizers = _build_optimizers(config, generator, discriminator, device)
     batches = BatchStream(
         source, config.batch_size, seed=config.seed, device=device,
         rank=distributed.rank, world_size=distributed.world_size,
@@ -181,9 +180,6 @@ def build_run(config: RunConfig, registry: Registry | None = None) -> Run:
     fixed = torch.Generator().manual_seed(config.seed + 1)
     fixed_noise = torch.randn(SAMPLE_COUNT, config.z_dim, generator=fixed).to(device)
     networks = _step_networks(config, generator, discriminator, shape, device, distributed)
-    optimizers = Optimizers(
-        optimizer_d, optimizer_g, make_grad_scaler(config.precision, device), make_grad_scaler(config.precision, device)
-    )
     evaluator = _build_evaluator(config, registry, source, shape, device)
     return Run(
         config, registry, device, distributed, components, Data(source, shape, fingerprint, batches), objective,
@@ -247,6 +243,15 @@ def _record_specs(config: RunConfig, arch: Built, loss: Built, data: Built, regu
     config.reg = [built.spec for built in regularizers]
     if config.image_size is None and len(shape) == 3:
         config.image_size = shape[-1]
+
+
+def _build_optimizers(config: RunConfig, generator: nn.Module, discriminator: nn.Module, device) -> Optimizers:
+    return Optimizers(
+        make_optimizer(config.optimizer, discriminator.parameters(), lr=config.lr_d or config.lr, betas=config.betas),
+        make_optimizer(config.optimizer, generator.parameters(), lr=config.lr_g or config.lr, betas=config.betas),
+        make_grad_scaler(config.precision, device),
+        make_grad_scaler(config.precision, device),
+    )
 
 
 def _step_networks(config: RunConfig, generator: nn.Module, discriminator: nn.Module, shape: tuple[int, ...],
