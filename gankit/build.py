@@ -23,6 +23,7 @@ from gankit.ema import GeneratorEMA
 from gankit.errors import GankitError
 from gankit.evaluation import TrainingEvaluator, build_metric
 from gankit.memory import reserved
+from gankit.options import format_spec
 from gankit.precision import (
     check_precision,
     compile_module,
@@ -164,7 +165,7 @@ def build_run(config: RunConfig, registry: Registry | None = None) -> Run:
     distributed.join(device)
     seed_everything(config.seed)
     arch = _build_architecture(config, registry, data, shape, objective, device)
-    _record_specs(config, arch, loss, data, regularizers, shape)
+    _record_specs(config, registry, arch, loss, data, regularizers, shape)
     components = {
         "architecture": arch.component, "loss": loss.component, "data": data.component,
         **{f"regularizer.{i}": b.component for i, b in enumerate(regularizers)},
@@ -237,12 +238,16 @@ def _build_architecture(config: RunConfig, registry: Registry, data: Built, shap
     return arch
 
 
-def _record_specs(config: RunConfig, arch: Built, loss: Built, data: Built, regularizers: list[Built], shape) -> None:
+def _record_specs(config: RunConfig, registry: Registry, arch: Built, loss: Built, data: Built, regularizers: list[Built], shape) -> None:
     """Record the resolved specs (with converted options) in the config written to the run."""
     config.arch, config.loss, config.data = arch.spec, loss.spec, data.spec
     config.reg = [built.spec for built in regularizers]
     if config.image_size is None and len(shape) == 3:
         config.image_size = shape[-1]
+    # Loggers are built when the run folder is known; their names and options are checked and recorded now.
+    config.logger = [format_spec(component.qualified_name, options) for component, options in (
+        registry.resolve("logger", spec) for spec in config.logger
+    )]
 
 
 def _build_optimizers(config: RunConfig, generator: nn.Module, discriminator: nn.Module, device) -> Optimizers:

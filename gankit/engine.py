@@ -36,13 +36,19 @@ class Trainer:
         self.listeners: list[Listener] = list(listeners)
         self.resumed_from: Path | None = None  # the checkpoint a resumed run started from
 
-    def train(self, out: str | Path) -> Path:
+    def restore(self, path: Path, tensors: dict[str, torch.Tensor], metadata: dict) -> None:
+        """Continue from the checkpoint ``path`` (read as ``tensors`` and ``metadata``): see gankit/resume.py."""
+        self.state.load_state_dict(tensors, metadata, source=path)
+        self.resumed_from = path
+
+    def train(self, out: str | Path, *, listeners: list[Listener] = ()) -> Path:
         """Train until ``config.steps`` generator updates, writing the run directory ``out``; returns it.
+        ``listeners`` receive this training's events after the trainer's own.
 
         SIGINT/SIGTERM end the current step, write a checkpoint and raise ``TrainingInterrupted``.
         """
         loop = TrainingLoop(
-            self.run, self.state, out, train_step=self.train_step, listeners=self.listeners,
+            self.run, self.state, out, train_step=self.train_step, listeners=[*self.listeners, *listeners],
             resumed_from=self.resumed_from,
         )
         return loop.train()

@@ -118,18 +118,17 @@ class TrainingEvaluator:
         )
 
 
-def open_loggers(registry: Registry, specs: list[str], out: str | Path) -> tuple[list, list[str]]:
-    """The run's ``--logger`` plugins for the run folder ``out``, and their resolved (plugin-qualified) specs."""
+def open_loggers(registry: Registry, specs: list[str], out: str | Path) -> list:
+    """The run's ``--logger`` plugins, built for the run folder ``out``."""
     from gankit.components import Logger
 
-    loggers, resolved = [], []
+    loggers = []
     for spec in specs:
         built = registry.build("logger", spec, out=Path(out))
         if not isinstance(built.value, Logger):
             raise GankitError(f"logger {built.component.qualified_name!r} did not build a gankit.components.Logger")
         loggers.append(built.value)
-        resolved.append(built.spec)
-    return loggers, resolved
+    return loggers
 
 
 def close_loggers(loggers) -> None:

@@ -49,8 +49,7 @@ class TrainingLoop:
     def train(self) -> Path:
         """Train; SIGINT/SIGTERM end the current step, write a checkpoint and raise ``TrainingInterrupted``."""
         with self.stop_request:
-            loggers, specs = open_loggers(self.run.registry, self.run.config.logger, self.out)
-            self.run.config.logger = specs  # recorded plugin-qualified in config.toml, like every component
+            loggers = open_loggers(self.run.registry, self.run.config.logger, self.out)
             self.listeners.extend(logger.handle for logger in loggers)
             try:
                 return self._train()

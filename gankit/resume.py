@@ -148,13 +148,12 @@ def resume_trainer(
     registry = registry or default_registry()
     pin_recorded_plugins(config, metadata, registry)
     trainer = Trainer(config, registry=registry, listeners=listeners)
-    trainer.state.load_state_dict(tensors, metadata, source=path)
+    trainer.restore(path, tensors, metadata)
     _warn_if_data_changed(trainer.run.data.fingerprint, metadata, source=path, warn=warn)
     if trainer.run.distributed.is_main:  # under torchrun, rank 0 alone writes the run directory
         for log in (METRICS_LOG, EVAL_LOG):  # the resumed run logs the steps after the checkpoint again
             truncate_metrics(run_dir / log, step, keep_events=False)
         remove_partial_writes(run_dir / "checkpoints")
-    trainer.resumed_from = path
     return trainer
 
 
