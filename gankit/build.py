@@ -234,11 +234,14 @@ def _build_architecture(config: RunConfig, registry: Registry, data: Built, shap
         regularizer.prepare(generator=generator, discriminator=discriminator)
     generator.to(device)
     discriminator.to(device)
-    check_shapes(generator, discriminator, arch.component.qualified_name, z_dim=config.z_dim, shape=shape, device=device)
+    check_shapes(
+        generator, discriminator, arch.component.qualified_name, z_dim=config.z_dim, shape=shape, device=device
+    )
     return arch
 
 
-def _record_specs(config: RunConfig, registry: Registry, arch: Built, loss: Built, data: Built, regularizers: list[Built], shape) -> None:
+def _record_specs(config: RunConfig, registry: Registry, arch: Built, loss: Built, data: Built,
+                  regularizers: list[Built], shape) -> None:
     """Record the resolved specs (with converted options) in the config written to the run."""
     config.arch, config.loss, config.data = arch.spec, loss.spec, data.spec
     config.reg = [built.spec for built in regularizers]
@@ -277,7 +280,9 @@ def _step_networks(config: RunConfig, generator: nn.Module, discriminator: nn.Mo
         step_discriminator = compile_module(step_discriminator)
         frozen_discriminator = compile_module(frozen_discriminator)
     ema = GeneratorEMA(generator, config.ema) if config.ema else None
-    return Networks(generator, discriminator, step_generator, step_discriminator, frozen_discriminator, channels_last, ema)
+    return Networks(
+        generator, discriminator, step_generator, step_discriminator, frozen_discriminator, channels_last, ema
+    )
 
 
 def _build_evaluator(config: RunConfig, registry: Registry, source, shape, device) -> TrainingEvaluator | None:
@@ -341,7 +346,9 @@ def check_shapes(generator: nn.Module, discriminator: nn.Module, name: str, *, z
         with torch.no_grad():
             fake = generator(torch.zeros(2, z_dim, device=device))
             if tuple(fake.shape) != (2, *shape):
-                raise GankitError(f"architecture {name!r} generates shape {tuple(fake.shape[1:])}, the data has {shape}")
+                raise GankitError(
+                    f"architecture {name!r} generates shape {tuple(fake.shape[1:])}, the data has {shape}"
+                )
             scores = discriminator(fake)
             if tuple(scores.shape) != (2,):
                 raise GankitError(

@@ -128,7 +128,9 @@ class DivergenceGuard:
 
         if problem.kind == "collapse" and self.action != "rollback":
             return Decision(event("warn", since=problem.since))
-        keeps = f"the last good checkpoint is {last_checkpoint.name}" if last_checkpoint else "no checkpoint was written yet"
+        keeps = "no checkpoint was written yet"
+        if last_checkpoint is not None:
+            keeps = f"the last good checkpoint is {last_checkpoint.name}"
         if self.action != "rollback":
             return Decision(event("stop"), error=(
                 f"training diverged at step {step}: {problem.detail}; stopped before writing anything "

@@ -74,7 +74,9 @@ class TrainState:
 
     def named_weights(self) -> list[tuple[str, torch.Tensor]]:
         return [
-            (f"{prefix}.{name}", tensor) for prefix, module in self.modules() for name, tensor in module.state_dict().items()
+            (f"{prefix}.{name}", tensor)
+            for prefix, module in self.modules()
+            for name, tensor in module.state_dict().items()
         ]
 
     def stateful(self) -> list[tuple[str, Any]]:
@@ -95,7 +97,11 @@ class TrainState:
         """``(tensors, metadata)`` of a checkpoint: the tensors go in the safetensors body, the metadata
         (JSON) in its header. The checkpoint keeper adds ``best``."""
         run = self.run
-        tensors = {"rng.torch": torch.get_rng_state(), "rng.noise": run.noise.get_state(), **prefixed("interval", self.interval_totals)}
+        tensors = {
+            "rng.torch": torch.get_rng_state(),
+            "rng.noise": run.noise.get_state(),
+            **prefixed("interval", self.interval_totals),
+        }
         for prefix, module in self.modules():
             tensors.update(prefixed(prefix, module.state_dict()))
         states = {}
