@@ -238,6 +238,7 @@ def ddp_worker(args, profile: Profile) -> dict:
     one-rank group would under a larger run: join (nccl or gloo), DDP wrapping, mean_across_ranks, any_rank."""
     import torch.distributed as dist
 
+    import gankit.build
     import gankit.engine
     from gankit.config import RunConfig
     from gankit.distributed import Distributed
@@ -247,7 +248,7 @@ def ddp_worker(args, profile: Profile) -> dict:
         def enabled(self) -> bool:
             return True
 
-    gankit.engine.Distributed = OneRankGroup
+    gankit.build.Distributed = OneRankGroup
     config = RunConfig.from_sources(overrides={
         "arch": profile.correctness_arch, "data": profile.digits_data, "steps": profile.ddp_steps, "device": args.device,
         "log_every": 2, "sample_every": profile.ddp_steps, "checkpoint_every": profile.ddp_steps,

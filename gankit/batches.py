@@ -37,7 +37,7 @@ class BatchStream:
         self.global_batch_size = batch_size * world_size
         self.seed = seed
         self.device = device
-        self.num_workers = num_workers
+        self._num_workers = num_workers
         self.data = source.tensor()
         self.size = int(self.data.shape[0]) if self.data is not None else len(source)
         if self.size < self.global_batch_size:
@@ -101,7 +101,7 @@ class BatchStream:
                 torch.utils.data.DataLoader(
                     self.source,
                     batch_sampler=batches,
-                    num_workers=self.num_workers,
+                    num_workers=self._num_workers,
                     pin_memory=self.device.type == "cuda",
                 )
             )

@@ -2,7 +2,6 @@
 and, when a data source is named, the data pipeline alone. Without one the batches are synthetic tensors."""
 from __future__ import annotations
 
-import contextlib
 import resource
 import sys
 import time
@@ -141,30 +140,20 @@ def bench(
 def count_step_flops(trainer) -> int:
     """FLOPs of one training step (forward and backward of both networks), counted by torch on eager modules.
 
-    The step runs for real (one more update); compiled modules are swapped for the plain ones meanwhile,
+    The step runs for real (one more update); it runs on the plain modules instead of the compiled ones,
     since the counter sees eager operators only.
     """
+    import dataclasses
+
     from torch.utils.flop_counter import FlopCounterMode
 
-    with _eager_step_modules(trainer), FlopCounterMode(display=False) as counter:
-        trainer.train_step(0)
+    from gankit.step import train_step
+
+    run = trainer.run
+    eager = dataclasses.replace(run, networks=run.networks.eager(run.distributed))
+    with FlopCounterMode(display=False) as counter:
+        train_step(eager, 0)
     return int(counter.get_total_flops())
-
-
-@contextlib.contextmanager
-def _eager_step_modules(trainer):
-    names = ("step_generator", "step_discriminator", "frozen_discriminator")
-    saved = [getattr(trainer, name) for name in names]
-    plain = [trainer.generator, trainer.discriminator, trainer.discriminator]
-    if trainer.distributed.enabled:  # DDP modules stay: their forward is eager
-        plain = saved
-    for name, module in zip(names, plain):
-        setattr(trainer, name, module)
-    try:
-        yield
-    finally:
-        for name, module in zip(names, saved):
-            setattr(trainer, name, module)
 
 
 def time_data(trainer, batches: int) -> float:

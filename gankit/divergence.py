@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from pathlib import Path
+from typing import Any, Callable, Iterable
 
 import torch
 
 from gankit.components import Loss
-from gankit.errors import GankitError
 from gankit.events import DivergenceDetected
-
-if TYPE_CHECKING:  # pragma: no cover
-    from gankit.engine import Trainer
 
 # Record entries that are measurements of speed, not of the model.
 _NOT_LOSSES = ("img_per_s",)
@@ -31,6 +28,22 @@ class Divergence:
     kind: str
     detail: str
     since: int | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the training loop does about a divergence: send ``event`` (its ``action`` is "warn", "stop" or
+    "rollback"); on "stop" raise ``error``; on "rollback" reload the newest good checkpoint at or before step
+    ``rollback_to`` (any when None), multiply the learning rates by ``event.lr_factor``, and raise ``error``
+    when there is none."""
+
+    event: DivergenceDetected
+    error: str | None = None
+    rollback_to: int | None = None
+
+    @property
+    def action(self) -> str:
+        return self.event.action
 
 
 def nonfinite_entries(record: dict[str, Any]) -> list[str]:
@@ -104,43 +117,37 @@ class DivergenceGuard:
             return Divergence("nonfinite", f"NaN or Inf in the weights ({', '.join(bad[:3])})")
         return None
 
-    # -- reaction --------------------------------------------------------------------------------
+    # -- decision --------------------------------------------------------------------------------
 
-    def handle(self, trainer: Trainer, problem: Divergence) -> bool:
-        """Log the event, then warn (False), roll back (True) or stop (raises GankitError)."""
-        from gankit.checkpoint import list_checkpoints
-        from gankit.resume import rollback
-
-        step = trainer.step
+    def decide(self, step: int, problem: Divergence, *, last_checkpoint: Path | None) -> Decision:
+        """What to do about ``problem`` found at ``step``: warn, stop (with the error to raise) or roll back.
+        ``last_checkpoint`` is the newest checkpoint written, which the stop message names."""
 
         def event(action: str, **more) -> DivergenceDetected:
             return DivergenceDetected(step, kind=problem.kind, detail=problem.detail, action=action, **more)
 
         if problem.kind == "collapse" and self.action != "rollback":
-            trainer._emit(event("warn", since=problem.since))
-            return False
-        written = list_checkpoints(trainer.out / "checkpoints")
-        keeps = f"the last good checkpoint is {written[-1].name}" if written else "no checkpoint was written yet"
+            return Decision(event("warn", since=problem.since))
+        keeps = "no checkpoint was written yet"
+        if last_checkpoint is not None:
+            keeps = f"the last good checkpoint is {last_checkpoint.name}"
         if self.action != "rollback":
-            trainer._emit(event("stop"))
-            raise GankitError(
+            return Decision(event("stop"), error=(
                 f"training diverged at step {step}: {problem.detail}; stopped before writing anything "
                 f"({keeps}); --on-divergence rollback reloads it with a lower learning rate"
-            )
+            ))
         if self.rollbacks >= self.max_rollbacks:
-            trainer._emit(event("stop", rollbacks=self.rollbacks))
-            raise GankitError(
+            return Decision(event("stop", rollbacks=self.rollbacks), error=(
                 f"training diverged at step {step}: {problem.detail}; gave up after {self.rollbacks} rollbacks "
                 f"(max-rollbacks), {keeps}"
-            )
+            ))
         self.rollbacks += 1
-        # A collapse began before its detection: go back to before it began when a checkpoint allows.
-        target = rollback(
-            trainer, at_or_before=problem.since, lr_factor=self.lr_factor,
-            announce=event("rollback", rollbacks=self.rollbacks),
-        )
         self.streak = None
-        return target is not None
+        # A collapse began before its detection: go back to before it began when a checkpoint allows.
+        return Decision(
+            event("rollback", rollbacks=self.rollbacks, lr_factor=self.lr_factor), rollback_to=problem.since,
+            error=f"training diverged at step {step}: {problem.detail}; no checkpoint to roll back to",
+        )
 
     # -- checkpoint state ------------------------------------------------------------------------
 

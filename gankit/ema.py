@@ -38,8 +38,8 @@ class GeneratorEMA:
         for own, theirs in zip(self.module.buffers(), generator.buffers()):
             own.copy_(theirs)
 
-    # Checkpoints hold ``module``'s weights under ``generator_ema.`` (the engine's checkpoint_modules) and this
-    # state (the update count, which sets the warm-up) under ``ema`` (its checkpoint_states).
+    # Checkpoints hold ``module``'s weights under ``generator_ema.`` (TrainState.modules, gankit/state.py) and
+    # this state (the update count, which sets the warm-up) under ``ema`` (TrainState.stateful).
 
     def state_dict(self) -> dict:
         return {"updates": self.updates}

@@ -102,78 +102,46 @@ def evaluate_checkpoint(path: str | Path, metric_spec: str, *, count: int | None
 
 
 class TrainingEvaluator:
-    """Scores the trainer's sampling generator (the EMA when on) with fixed noise, appends the result to
-    ``eval.jsonl``, and returns it as the event that the loggers and the checkpoint keeper receive."""
+    """Scores a generator during training with fixed noise, appends the result to ``eval.jsonl``, and returns
+    it as the event that the loggers and the checkpoint keeper receive."""
 
-    def __init__(self, metric: Built, *, count: int | None, seed: int) -> None:
+    def __init__(self, metric: Built, *, count: int | None, seed: int, data, z_dim: int, device) -> None:
         self.built = metric
         self.metric: Metric = metric.value
         self.count = self.metric.sample_count if count is None else count
         self.seed = seed
+        self.data = data
+        self.z_dim = z_dim
+        self.device = device
 
-    def evaluate(self, trainer) -> EvaluationDone:
-        values = score(self.metric, trainer.sampling_generator, trainer.config.z_dim, data=trainer.source,
-                       count=self.count, seed=self.seed, device=trainer.device)
-        with (Path(trainer.out) / EVAL_LOG).open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"step": trainer.step, "metric": self.built.spec, **values}) + "\n")
+    def evaluate(self, generator: torch.nn.Module, *, step: int, out: str | Path) -> EvaluationDone:
+        values = score(self.metric, generator, self.z_dim, data=self.data, count=self.count, seed=self.seed,
+                       device=self.device)
+        with (Path(out) / EVAL_LOG).open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"step": step, "metric": self.built.spec, **values}) + "\n")
         return EvaluationDone(
-            trainer.step, metric=self.built.spec, values=values, key=self.metric.key,
+            step, metric=self.built.spec, values=values, key=self.metric.key,
             higher_is_better=self.metric.higher_is_better,
         )
 
 
-def build_training_evaluator(trainer) -> TrainingEvaluator | None:
-    """The evaluator of ``--eval-every N --metric NAME`` (None when ``eval_every`` is 0).
-
-    Unless the user chose ``best_metric``, the metric's headline value becomes it (with the metric's
-    direction), so ``best.safetensors`` keeps the best evaluated checkpoint.
-    """
-    config = trainer.config
-    if not config.eval_every:
-        return None
-    if not config.metric:
-        raise GankitError("--eval-every needs a metric: add --metric NAME (e.g. modes, swd, digits, fid)")
-    built = build_metric(trainer.registry, config.metric, shape=trainer.shape, data=trainer.source,
-                         device=str(trainer.device))
-    config.metric = built.spec
-    metric = built.value
-    from gankit.inference import check_memory, sample_bytes
-
-    count = metric.sample_count if config.eval_count is None else config.eval_count
-    check_memory(count, sample_bytes(trainer.shape, config.z_dim), "samples per evaluation",
-                 flag="--eval-count")
-    config.recommend(
-        {"best_metric": metric.key, "best_mode": "max" if metric.higher_is_better else "min"},
-        source=f"metric {built.component.name!r}",
-    )
-    return TrainingEvaluator(built, count=config.eval_count, seed=config.seed + 2)
-
-
-def open_loggers(trainer, out) -> list:
-    """Build the run's ``--logger`` plugins for the run folder ``out`` and add them as listeners."""
+def open_loggers(registry: Registry, specs: list[str], out: str | Path) -> list:
+    """The run's ``--logger`` plugins, built for the run folder ``out``."""
     from gankit.components import Logger
 
-    loggers, specs = [], []
-    for spec in trainer.config.logger:
-        built = trainer.registry.build("logger", spec, out=Path(out))
+    loggers = []
+    for spec in specs:
+        built = registry.build("logger", spec, out=Path(out))
         if not isinstance(built.value, Logger):
             raise GankitError(f"logger {built.component.qualified_name!r} did not build a gankit.components.Logger")
         loggers.append(built.value)
-        specs.append(built.spec)
-        trainer.listeners.append(built.value.handle)
-    trainer.config.logger = specs  # recorded plugin-qualified in config.toml, like every component
     return loggers
 
 
-def close_run(trainer, loggers) -> None:
-    """Close the loggers and write the loss plot and the evolution GIF (rank 0, once the run folder exists)."""
+def close_loggers(loggers) -> None:
+    """Close the loggers; one failing to flush must not hide the run's own outcome."""
     for logger in loggers:
         try:
             logger.close()
-        except Exception:  # one logger failing to flush must not hide the run's own outcome
+        except Exception:
             pass
-    out = getattr(trainer, "out", None)
-    if out is not None and Path(out).is_dir() and trainer.distributed.is_main:
-        from gankit.plots import write_run_outputs
-
-        write_run_outputs(out)

@@ -1,50 +1,24 @@
-"""Continuing a run: rebuild its Trainer from the run's own config, then restore the newest loadable checkpoint.
-
-Everything that decides the next step is restored (weights, optimizer and loss-scaler states, the RNG
-states of torch, CUDA and Python, the noise generator, the data order position, the partly accumulated
-logging interval), so on CPU a resumed run continues bit for bit as if it had never stopped. Weights are
-loaded after the networks are built and never initialised again.
+"""Continuing a run: rebuild its Trainer from the run's own config, then put its training state
+(:class:`gankit.state.TrainState`) where the newest loadable checkpoint left it, so on CPU a resumed run
+continues bit for bit as if it had never stopped.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
-import random
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping
 
-import torch
-
-from gankit.checkpoint import (
-    DamagedCheckpoint,
-    checkpoint_step,
-    join_state,
-    list_checkpoints,
-    load_checkpoint,
-    newest_loadable_checkpoint,
-    remove_partial_writes,
-    require_finite,
-    unprefixed,
-    write_atomic,
-)
+from gankit.checkpoint import newest_loadable_checkpoint, remove_partial_writes
 from gankit.config import RunConfig, read_toml
+from gankit.engine import Trainer
 from gankit.errors import GankitError, GankitWarning
-from gankit.events import DivergenceDetected
 from gankit.evaluation import EVAL_LOG
-from gankit.inference import load_state
+from gankit.metrics_log import METRICS_LOG, truncate_metrics
 from gankit.registry import default_registry
-
-if TYPE_CHECKING:  # pragma: no cover
-    from gankit.engine import Trainer
+from gankit.state import check_resumable
 
 # Config keys ``--resume`` may change: they do not alter what the next step computes.
 RESUME_OVERRIDABLE = ("steps", "on_divergence", "keep_checkpoints")
-
-# What a checkpoint must hold to continue training from it (load_checkpoint checks the types).
-RESUME_METADATA = ("states", "batches", "rng_python")
-RNG_TENSORS = ("rng.torch", "rng.noise")
-NETWORK_PREFIXES = ("generator", "discriminator", "generator_ema")
 
 
 def _warn(message: str) -> None:
@@ -162,8 +136,6 @@ def resume_trainer(
     It trains with the checkpoint's own config (see :func:`resume_config`). The command line holds the run
     folder's lock (:mod:`gankit.runfolder`) while it calls this, since resuming trims the run's logs.
     """
-    from gankit.engine import Trainer
-
     run_dir = check_run_folder(run_dir)
     warn = warn or _warn
     _refuse_overrides(overrides)
@@ -177,32 +149,18 @@ def resume_trainer(
     registry = registry or default_registry()
     pin_recorded_plugins(config, metadata, registry)
     trainer = Trainer(config, registry=registry, listeners=listeners)
-    restore_trainer(trainer, tensors, metadata, source=path)
-    _warn_if_data_changed(trainer, metadata, source=path, warn=warn)
-    if trainer.distributed.is_main:  # under torchrun, rank 0 alone writes the run directory
-        for log in ("metrics.jsonl", EVAL_LOG):  # the resumed run logs the steps after the checkpoint again
+    trainer.restore(path, tensors, metadata)
+    _warn_if_data_changed(trainer.run.data.fingerprint, metadata, source=path, warn=warn)
+    if trainer.run.distributed.is_main:  # under torchrun, rank 0 alone writes the run directory
+        for log in (METRICS_LOG, EVAL_LOG):  # the resumed run logs the steps after the checkpoint again
             truncate_metrics(run_dir / log, step, keep_events=False)
         remove_partial_writes(run_dir / "checkpoints")
-    trainer.resumed_from = path
     return trainer
 
 
-def check_resumable(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
-    """Refuse (as DamagedCheckpoint, so that resume and rollback move on to an older one) a checkpoint that
-    lacks what training continues from, or whose weights hold NaN or Inf."""
-    missing = [key for key in RESUME_METADATA if key not in metadata] + [name for name in RNG_TENSORS if name not in tensors]
-    if missing:
-        raise DamagedCheckpoint(f"checkpoint {path} lacks {missing[0]!r}; it cannot be resumed")
-    size = torch.get_rng_state().numel()
-    for name in RNG_TENSORS:
-        if tensors[name].dtype != torch.uint8 or tensors[name].numel() != size:
-            raise DamagedCheckpoint(f"checkpoint {path} holds a damaged random state {name} (not {size} bytes)")
-    require_finite(path, tensors, NETWORK_PREFIXES)
-
-
-def _warn_if_data_changed(trainer: Trainer, metadata: dict[str, Any], *, source: Path, warn) -> None:
+def _warn_if_data_changed(now: str | None, metadata: dict[str, Any], *, source: Path, warn) -> None:
     """The data source's fingerprint (``DataSource.fingerprint()``) now and when the checkpoint was written."""
-    before, now = metadata.get("data_fingerprint"), trainer.data_fingerprint
+    before = metadata.get("data_fingerprint")
     if before is not None and now is not None and before != now:
         warn(
             f"the data changed since {source.name} was written (files added, removed or changed: fingerprint "
@@ -220,94 +178,3 @@ def pin_recorded_plugins(config: RunConfig, metadata: Mapping[str, Any], registr
         registry.recorded_spec("regularizer", spec, metadata, f"regularizer.{index}")
         for index, spec in enumerate(config.reg)
     ]
-
-
-def restore_trainer(trainer: Trainer, tensors: dict[str, torch.Tensor], metadata: dict[str, Any], *, source) -> None:
-    """Put a freshly built Trainer in the state a checkpoint recorded."""
-    try:
-        for prefix, module in trainer.checkpoint_modules():
-            load_state(module, unprefixed(prefix, tensors), f"the {prefix} in {source}")
-        documents = metadata["states"]
-        for prefix, stateful in trainer.checkpoint_states():
-            if prefix not in documents:
-                raise GankitError(f"checkpoint {source} holds no {prefix} state")
-            try:
-                stateful.load_state_dict(join_state(documents[prefix], tensors))
-            except GankitError:
-                raise
-            except Exception as error:  # torch raises ValueError/KeyError/RuntimeError for a mismatch
-                first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                raise GankitError(f"checkpoint {source}: the {prefix} state does not fit this run ({first})") from None
-        _restore_random_states(tensors, metadata, trainer)
-        trainer.batches.load_state_dict(metadata["batches"])
-        interval = metadata.get("interval") or {"count": 0}
-        trainer.interval_totals = {
-            key: tensor.to(trainer.device) for key, tensor in unprefixed("interval", tensors).items()
-        }
-        trainer.interval_count = int(interval["count"])
-        trainer.guard.load_state_dict(metadata.get("guard") or {})
-        trainer.keeper.load_state_dict({"best": metadata.get("best")})
-        trainer.step = int(metadata["step"])
-    except KeyError as error:
-        raise GankitError(f"checkpoint {source} lacks {error.args[0]!r}; it cannot be resumed") from None
-
-
-def _restore_random_states(tensors: dict[str, torch.Tensor], metadata: dict[str, Any], trainer: Trainer) -> None:
-    torch.set_rng_state(tensors["rng.torch"])
-    trainer.noise.set_state(tensors["rng.noise"])
-    if torch.cuda.is_available():
-        cuda_states = unprefixed("rng.cuda", tensors)
-        for index in range(min(len(cuda_states), torch.cuda.device_count())):
-            torch.cuda.set_rng_state(cuda_states[str(index)], index)
-    version, state, gauss = metadata["rng_python"]
-    random.setstate((version, tuple(state), gauss))
-
-
-def rollback(
-    trainer: Trainer, *, at_or_before: int | None, lr_factor: float, announce: DivergenceDetected
-) -> Path:
-    """Reload the newest good checkpoint (at or before step ``at_or_before`` when one is), scale the learning
-    rates by ``lr_factor`` and send ``announce`` with where it went; the metrics logged after that checkpoint
-    are dropped (events stay)."""
-    folder = trainer.out / "checkpoints"
-    found = list_checkpoints(folder)
-    if at_or_before is not None:
-        found = [p for p in found if checkpoint_step(p) <= at_or_before] or found[:1]
-    for path in reversed(found):
-        try:
-            tensors, metadata = load_checkpoint(path)
-            check_resumable(path, tensors, metadata)
-            break
-        except DamagedCheckpoint:
-            continue
-    else:
-        raise GankitError(f"training diverged at step {trainer.step}: {announce.detail}; no checkpoint to roll back to")
-    # The guard's count and the best metric are history of this process, not of the checkpoint.
-    rollbacks, best = trainer.guard.rollbacks, trainer.keeper.best
-    trainer._emit(dataclasses.replace(announce, to_step=metadata["step"], lr_factor=lr_factor))
-    restore_trainer(trainer, tensors, metadata, source=path)
-    trainer.guard.rollbacks, trainer.keeper.best = rollbacks, best
-    for _, optimizer in trainer.checkpoint_optimizers():
-        for group in optimizer.param_groups:
-            group["lr"] = group["lr"] * lr_factor
-    if trainer.distributed.is_main:
-        truncate_metrics(trainer.out / "metrics.jsonl", trainer.step, keep_events=True)
-    return path
-
-
-def truncate_metrics(path: str | Path, step: int, *, keep_events: bool) -> None:
-    """Drop the metrics rows logged after ``step`` (and a last line cut short by a kill), atomically."""
-    path = Path(path)
-    if not path.is_file():
-        return
-    kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if not isinstance(row, dict):
-            continue
-        if row.get("step", 0) <= step or (keep_events and "event" in row):
-            kept.append(line)
-    write_atomic(path, "".join(line + "\n" for line in kept))

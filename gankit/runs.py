@@ -56,8 +56,7 @@ def train_in_folder(out_dir: Path, trainer=None, *, overwrite: bool = False, res
             from gankit.resume import resume_trainer
 
             trainer = resume_trainer(out_dir, overrides=resume_overrides, listeners=list(listeners))
-        trainer.listeners.append(on_checkpoint)
-        trainer.train(out_dir)
+        trainer.train(out_dir, listeners=[on_checkpoint])
     return trainer
 
 

@@ -22,7 +22,7 @@ from typing import Callable
 import pytest
 from typer.testing import CliRunner
 
-import gankit.engine
+import gankit.loop
 from gankit.checkpoint import CheckpointKeeper, list_checkpoints, load_checkpoint
 from gankit.cli import app
 from gankit.config import RunConfig
@@ -431,7 +431,7 @@ def test_a_full_disk_when_the_run_starts_is_one_line_and_leaves_no_files(tmp_pat
     def disk_full(path, content):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
-    monkeypatch.setattr(gankit.engine, "write_atomic", disk_full)
+    monkeypatch.setattr(gankit.loop, "write_atomic", disk_full)
     out = tmp_path / "new" / "run"
     line = one_error_line(CliRunner().invoke(app, ["run", *TINY, "--out", str(out)]))
     assert "No space left on device" in line and str(out / "config.toml") in line

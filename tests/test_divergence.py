@@ -187,3 +187,24 @@ def test_guard_reads_intervals_as_documented():
     found = guard.inspect_record(10, {"d_loss": float("inf"), "g_loss": 1.0, "img_per_s": None}, 10)
     assert found.kind == "nonfinite" and "d_loss is inf" in found.detail
     assert nonfinite_tensors([("a", torch.ones(2)), ("b", torch.tensor([1.0, math.nan])), ("c", torch.arange(3))]) == ["b"]
+
+
+def test_the_guard_decides_and_changes_nothing_but_its_own_count(tmp_path):
+    """The loop acts on the guard's decision; the guard itself touches no trainer, checkpoint or file."""
+    from gankit.divergence import Divergence
+
+    nan = Divergence("nonfinite", "d_loss is nan")
+    stop = DivergenceGuard(RunConfig.from_sources(overrides={"on_divergence": "stop"})).decide(
+        7, nan, last_checkpoint=tmp_path / "step-0000006.safetensors"
+    )
+    assert stop.action == "stop" and stop.event.step == 7
+    assert "training diverged at step 7: d_loss is nan" in stop.error and "step-0000006.safetensors" in stop.error
+
+    guard = DivergenceGuard(RunConfig.from_sources(overrides={"on_divergence": "rollback", "max_rollbacks": 1}))
+    guard.streak = (0, 1.0)
+    collapse = Divergence("collapse", "the discriminator wins", since=4)
+    rollback = guard.decide(9, collapse, last_checkpoint=None)
+    assert (rollback.action, rollback.rollback_to, rollback.event.lr_factor, rollback.event.rollbacks) == ("rollback", 4, 0.5, 1)
+    assert guard.rollbacks == 1 and guard.streak is None
+    assert guard.decide(10, nan, last_checkpoint=None).action == "stop"  # max_rollbacks reached
+    assert list(tmp_path.iterdir()) == []

@@ -132,6 +132,14 @@ def test_tensorboard_logger_without_the_package_is_one_line(tmp_path, monkeypatc
     assert not (tmp_path / "r" / "checkpoints").exists()  # refused before any training
 
 
+def test_an_unknown_logger_is_refused_before_the_run_folder_is_made(tmp_path):
+    # Logger specs are checked when the run is built; they used to be checked when training started, which
+    # left an empty run folder behind.
+    line = one_line_error(invoke("run", *RING_FLAGS, "--logger", "nosuch", "--out", str(tmp_path / "r")))
+    assert "unknown logger 'nosuch'" in line
+    assert not (tmp_path / "r").exists()
+
+
 def resumed_after_a_lost_checkpoint(out, logger: str):
     """Six steps logged every step with checkpoints at 3 and 6; the one at 6 is lost (as if killed while writing
     it), so ``--resume`` continues from step 3 and logs steps 4-6 a second time."""

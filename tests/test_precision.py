@@ -96,7 +96,7 @@ def test_channels_last_stores_conv_weights_nhwc():
 def test_compile_trains_like_eager(monkeypatch):
     # The "eager" backend runs dynamo's capture and guards (what breaks with requires_grad toggling or
     # wrapping) without a C++ toolchain, so the test stays fast; inductor itself is exercised on GPU runs.
-    import gankit.engine as engine
+    import gankit.build as build
 
     compiled = []
 
@@ -104,7 +104,7 @@ def test_compile_trains_like_eager(monkeypatch):
         compiled.append(module)
         return torch.compile(module, backend="eager")
 
-    monkeypatch.setattr(engine, "compile_module", compile_with_eager_backend)
+    monkeypatch.setattr(build, "compile_module", compile_with_eager_backend)
     torch._dynamo.reset()
     reference = trained_weights()
     result = trained_weights(compile=True)

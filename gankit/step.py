@@ -1,0 +1,80 @@
+"""The GAN update: one generator update and the discriminator updates before it. Top to bottom:
+
+    for each of schedule(step):   real batch, fresh noise z, fake = G(z)    (the loss's or regularizers' schedule)
+                                  D loss on (D(real), D(fake.detach())) + regularizer penalties; D update;
+                                  regularizers act after the update (weight clipping)
+    generator update:             the last fake batch again (generator_noise = "reuse", the article's DCGAN)
+                                  or a fresh one ("fresh", the WGAN reference); D frozen: G loss on D(fake),
+                                  and on D(last real batch) for losses that ask for it (relativistic ones)
+"""
+from __future__ import annotations
+
+import torch
+
+from gankit.build import Run
+from gankit.precision import autocast, backward_and_step, batch_to_channels_last
+
+
+def train_step(run: Run, step: int) -> dict[str, torch.Tensor]:
+    """One generator update and its discriminator updates; returns detached statistics (no host sync)."""
+    config, device, distributed = run.config, run.device, run.distributed
+    networks, loss, regularizers = run.networks, run.objective.loss, run.objective.regularizers
+    G, D, discriminator = networks.step_generator, networks.step_discriminator, networks.discriminator
+    optimizers, batches = run.optimizers, run.data.batches
+    d_steps = run.objective.schedule(step)
+    fresh_noise = config.generator_noise == "fresh"
+    for d_step in range(d_steps):
+        real = batches.next()
+        if networks.channels_last:
+            real = batch_to_channels_last(real)
+        z = distributed.draw_noise(real.shape[0], config.z_dim, device=device, generator=run.noise)
+        reused = d_step == d_steps - 1 and not fresh_noise
+        # Only a fake batch the generator update reuses needs a graph.
+        with torch.set_grad_enabled(reused), autocast(config.precision, device):
+            fake = G(z)
+        with autocast(config.precision, device):
+            real_scores = D(real)
+            fake_scores = D(fake.detach())
+            d_loss = loss.discriminator_loss(real_scores, fake_scores)
+            for regularizer in regularizers:
+                # The plain module: penalties may differentiate twice, which DDP and compile do not support.
+                penalty = regularizer.penalty(
+                    discriminator=discriminator, real=real, fake=fake.detach(), real_scores=real_scores,
+                    fake_scores=fake_scores, step=step,
+                )
+                if penalty is not None:
+                    d_loss = d_loss + penalty
+        optimizers.optimizer_d.zero_grad(set_to_none=True)
+        backward_and_step(d_loss, optimizers.optimizer_d, optimizers.scaler_d, config.grad_clip_norm)
+        for regularizer in regularizers:
+            regularizer.after_discriminator_step(discriminator=discriminator)
+
+    if fresh_noise:
+        z = distributed.draw_noise(config.batch_size, config.z_dim, device=device, generator=run.noise)
+        with autocast(config.precision, device):
+            fake = G(z)
+    # Generator update; D's weights are frozen so no gradient is computed for them.
+    discriminator.requires_grad_(False)
+    with autocast(config.precision, device):
+        if run.objective.generator_step_scores_real:
+            # Scores of the current D on the batch its last update saw; only for losses that compare with them.
+            g_loss = loss.generator_loss(
+                networks.frozen_discriminator(fake), real_scores=networks.frozen_discriminator(real)
+            )
+        else:
+            g_loss = loss.generator_loss(networks.frozen_discriminator(fake))
+    optimizers.optimizer_g.zero_grad(set_to_none=True)
+    backward_and_step(g_loss, optimizers.optimizer_g, optimizers.scaler_g, config.grad_clip_norm)
+    if networks.ema is not None:
+        networks.ema.update(networks.generator)
+    discriminator.requires_grad_(True)
+
+    with torch.no_grad():
+        stats = {
+            "d_loss": d_loss.detach(),
+            "g_loss": g_loss.detach(),
+            "score_real": real_scores.detach().mean(),
+            "score_fake": fake_scores.detach().mean(),
+        }
+        stats.update({k: v.detach() for k, v in loss.statistics(real_scores.detach(), fake_scores.detach()).items()})
+    return stats
