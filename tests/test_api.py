@@ -96,3 +96,20 @@ def test_the_default_run_folder_keeps_the_bare_names_although_the_defaults_name_
 
     assert re.fullmatch(r"runs/\d{8}-\d{6}-dcgan-bce", default_out(gankit.RunConfig()).as_posix())
     assert default_out(gankit.RunConfig(arch="mine:resnet:width=32", loss="hinge")).name.endswith("-resnet-hinge")
+
+
+def test_train_takes_the_run_folder_lock_like_the_cli(tmp_path, one_thread):
+    # The same process holding the folder's lock through another open file counts as another holder (flock).
+    import os
+
+    from gankit.runfolder import RunFolderLock
+
+    out = tmp_path / "run"
+    holder = RunFolderLock(out).acquire()
+    try:
+        with pytest.raises(GankitError, match=f"in use by another gankit process.*{os.getpid()}"):
+            gankit.train(gankit.RunConfig(**TINY), out=out)
+    finally:
+        holder.release()
+    assert not (out / "config.toml").exists()  # refused before anything of the run was written
+    assert gankit.train(gankit.RunConfig(**TINY), out=out) == out
