@@ -43,6 +43,11 @@ def parse_spec(text: str) -> Spec:
             if key in options:  # "width=8,width=9": which one was meant is a guess, so it is not made
                 raise GankitError(f"option {quoted(key)} is given twice in {quoted(text)}")
             options[key] = value.strip()
+    if any("=" in part for part in parts):  # "dcgan:norm=layer:width=3": options split over two segments
+        raise GankitError(
+            f"bad component spec {quoted(text)}: options go in one last part, separated by commas "
+            "(e.g. dcgan:norm=layer,width=32)"
+        )
     if len(parts) == 1:
         return Spec(name=parts[0], options=options)
     if len(parts) == 2:

@@ -161,6 +161,7 @@ CORPUS = [
     BadInput("option the loss lacks", run("--loss", "bce:margin=1"), ("margin",)),
     BadInput("option of the wrong type", run("--arch", "dcgan:width=wide"), ("width", "wide")),
     BadInput("option given twice", run("--arch", "dcgan:width=8,width=9"), ("width", "given twice")),
+    BadInput("options split over two parts", run("--arch", "dcgan:norm=layer:width=8"), ("options go in one last part",)),
     BadInput("unknown divergence action", run("--on-divergence", "explode"), ("on-divergence must be one of", "explode")),
     BadInput("negative checkpoints kept", run("--keep-checkpoints", "-1"), ("keep-checkpoints must be",)),
     BadInput("image size the architecture cannot make", run("--image-size", "33"), ("dcgan supports", "33")),
