@@ -113,14 +113,7 @@ def bench(
         torch.cuda.reset_peak_memory_stats(device_obj)
 
     flops = count_step_flops(trainer)
-    for step in range(warmup):
-        trainer.train_step(step)
-    synchronize(device_obj)
-    start = time.perf_counter()
-    for step in range(warmup, warmup + steps):
-        trainer.train_step(step)
-    synchronize(device_obj)
-    seconds = time.perf_counter() - start
+    seconds = _time_steps(trainer, warmup, steps)
 
     images = sum(config.batch_size * trainer.d_steps_at(step) for step in range(warmup, warmup + steps))
     memory, memory_kind = peak_memory_mib(device_obj)
@@ -135,6 +128,18 @@ def bench(
         data_img_per_s=time_data(trainer, steps) if data else None,
         torch_version=torch.__version__, cpu_threads=torch.get_num_threads(),
     )
+
+
+def _time_steps(trainer, warmup: int, steps: int) -> float:
+    """Seconds for ``steps`` training steps after ``warmup`` untimed ones, the device synchronised around them."""
+    for step in range(warmup):
+        trainer.train_step(step)
+    synchronize(trainer.device)
+    start = time.perf_counter()
+    for step in range(warmup, warmup + steps):
+        trainer.train_step(step)
+    synchronize(trainer.device)
+    return time.perf_counter() - start
 
 
 def count_step_flops(trainer) -> int:

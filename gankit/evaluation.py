@@ -11,6 +11,7 @@ import torch
 from gankit.components import Metric
 from gankit.errors import GankitError
 from gankit.events import EvaluationDone
+from gankit.inference import check_count, check_memory, draw_samples, load_generator, sample_bytes
 from gankit.registry import Built, Registry, default_registry
 
 BEST_CHECKPOINT = "best.safetensors"
@@ -38,23 +39,8 @@ def build_metric(registry: Registry, spec: str, *, shape, data, device: str = "c
     return built
 
 
-def draw_samples(generator: torch.nn.Module, z_dim: int, count: int, *, seed: int, device,
-                 batch_size: int = 500) -> torch.Tensor:
-    """``count`` samples on the CPU from fixed noise (``seed``), drawn in batches without gradients."""
-    noise = torch.randn(count, z_dim, generator=torch.Generator().manual_seed(seed))
-    was_training = generator.training
-    generator.eval()
-    try:
-        with torch.no_grad():
-            return torch.cat([generator(batch.to(device)).float().cpu() for batch in noise.split(batch_size)])
-    finally:
-        generator.train(was_training)
-
-
 def score(metric: Metric, generator, z_dim: int, *, data, count: int | None = None, seed: int = 0,
           device="cpu") -> dict[str, float]:
-    from gankit.inference import check_count
-
     count = check_count(metric.sample_count if count is None else count)
     samples = draw_samples(generator, z_dim, count, seed=seed, device=device)
     values = metric.evaluate(samples, data=data)
@@ -71,7 +57,6 @@ def evaluate_checkpoint(path: str | Path, metric_spec: str, *, count: int | None
     The data source is rebuilt from the checkpoint's config, for metrics that compare with the real data.
     """
     from gankit.config import check_seed
-    from gankit.inference import check_count, check_memory, load_generator, sample_bytes
 
     if count is not None:  # 0 is a mistake, not "the metric's default"
         check_count(count)

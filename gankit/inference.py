@@ -119,8 +119,6 @@ def sample(path: str | Path, count: int, *, seed: int = 0, device: str = "cpu", 
 def draw_checked(generator, metadata: dict, count: int, *, seed: int, device, extra_bytes_per_sample: int = 0):
     """``count`` samples from a loaded generator once the count, the seed and the memory they need (with
     ``extra_bytes_per_sample`` the caller needs to use each, e.g. to encode it) are checked."""
-    from gankit.evaluation import draw_samples
-
     check_count(count)
     check_seed(seed)
     z_dim = int(metadata["z_dim"])
@@ -152,3 +150,14 @@ def check_memory(count: int, per_item: int, what: str, *, flag: str = "-n") -> N
     )
 
 
+def draw_samples(generator: torch.nn.Module, z_dim: int, count: int, *, seed: int, device,
+                 batch_size: int = 500) -> torch.Tensor:
+    """``count`` samples on the CPU from fixed noise (``seed``), drawn in batches without gradients."""
+    noise = torch.randn(count, z_dim, generator=torch.Generator().manual_seed(seed))
+    was_training = generator.training
+    generator.eval()
+    try:
+        with torch.no_grad():
+            return torch.cat([generator(batch.to(device)).float().cpu() for batch in noise.split(batch_size)])
+    finally:
+        generator.train(was_training)

@@ -19,10 +19,7 @@ LARGE_RECORDS = {
 # Functions over MAX_FUNCTION_LINES, each with its reason. Remove an entry when the function is split.
 LONG_FUNCTIONS = {
     "step.py:train_step": "the GAN update, kept in one piece to read top to bottom (as nanoGPT's train.py)",
-    "cli.py:run": "one Typer parameter per setting; goes when the CLI flags are derived from RunConfig (issue 13)",
-    "cli.py:bench": "one Typer parameter per setting; goes when the CLI flags are derived from RunConfig (issue 13)",
-    "bench.py:bench": "one keyword per setting; goes when bench's settings are derived from RunConfig (issue 13)",
-    "builtins/digits.py:_render_one": "the seeded digit renderer: splitting it risks moving random draws (pinned runs)",
+    "builtins/rendered_digits.py:_render_one": "the seeded digit renderer: splitting it risks moving random draws (pinned runs)",
     "imagecache.py:load_images": "the cache build with its cleanup on interruption, in one try/finally",
     "plots.py:draw_line_plot": "a plain pixel renderer, one drawing pass",
     "runfolder.py:writing_run": "the run folder's lock as one context manager: claim, yield, release",
