@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import torch
 
-from gankit.errors import GankitError
+from gankit.errors import ECHO_LIMIT, GankitError, shortened
 from gankit.events import EvaluationDone, Event, StepLogged
 
 FORMAT = "gankit-checkpoint"
@@ -237,10 +237,9 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _short(text: str, limit: int = 80) -> str:
-    """``text`` cut to about ``limit`` characters: a damaged file must not produce a megabyte error line."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _short(text: str, limit: int = ECHO_LIMIT) -> str:
+    """``text`` on one line and cut like every echoed value: a damaged file must not produce a megabyte error line."""
+    return shortened(" ".join(text.split()), limit)
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping
 from gankit.checkpoint import newest_loadable_checkpoint, remove_partial_writes
 from gankit.config import RunConfig, read_toml
 from gankit.engine import Trainer
-from gankit.errors import GankitError, GankitWarning
+from gankit.errors import GankitError, GankitWarning, quoted
 from gankit.evaluation import EVAL_LOG
 from gankit.metrics_log import METRICS_LOG, truncate_metrics
 from gankit.registry import default_registry
@@ -106,21 +106,16 @@ def _take_allowed_edits(config: RunConfig, edited: RunConfig, *, file: Path, sou
     if refused:
         key = refused[0]
         raise GankitError(
-            f"{file} was edited: {key} = {_short(getattr(edited, key))} there, {_short(getattr(config, key))} in "
+            f"{file} was edited: {key} = {quoted(getattr(edited, key), 40)} there, {quoted(getattr(config, key), 40)} in "
             f"{source.name}{f' (and {len(refused) - 1} more keys)' if len(refused) > 1 else ''}; --resume trains "
             f"with the checkpoint's config, so undo the edit (only {_allowed_flags()} may change on resume)"
         )
     if changed:
         warn(
-            f"{file} changes {', '.join(f'{k} ({_short(getattr(config, k))} -> {_short(getattr(edited, k))})' for k in changed)} "
+            f"{file} changes {', '.join(f'{k} ({quoted(getattr(config, k), 40)} -> {quoted(getattr(edited, k), 40)})' for k in changed)} "
             f"from {source.name}; resuming with it"
         )
         config.update({key: getattr(edited, key) for key in changed}, source=str(file))
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def resume_trainer(
