@@ -31,15 +31,16 @@ def cache_directory(cache_dir=None) -> Path:
 
 
 @contextmanager
-def cache_temporary(path: Path) -> Iterator[tuple[int, Path]]:
+def cache_temporary(path: Path, *, hidden: bool = False) -> Iterator[tuple[int, Path]]:
     """A new, locked temporary file ``(descriptor, path)`` for writing ``path``; removed unless renamed into place.
 
     The lock (released by the kernel when the process dies) tells :func:`remove_stale_temporaries` that the
     writer is alive; the PID in the name lets it tell so also in the instant before the lock is taken.
+    ``hidden``: the name starts with a dot (run files and user outputs, where a visible leftover would confuse).
     """
     import secrets
 
-    temp = path.with_name(f"{path.name}.pid{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    temp = path.with_name(f"{'.' if hidden else ''}{path.name}.pid{os.getpid()}.{secrets.token_hex(4)}.tmp")
     handle = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -52,15 +53,16 @@ def cache_temporary(path: Path) -> Iterator[tuple[int, Path]]:
             pass
 
 
-def remove_stale_temporaries(folder: Path) -> list[Path]:
-    """Remove the temporary files in ``folder`` whose writer has died (killed mid-write); returns them."""
+def remove_stale_temporaries(folder: Path, *, prefix: str = "") -> list[Path]:
+    """Remove the temporary files in ``folder`` (those whose name starts with ``prefix``) whose writer has died
+    (killed mid-write); returns them."""
     removed = []
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return removed
     for entry in entries:
-        found = _TEMPORARY.search(entry.name)
+        found = _TEMPORARY.search(entry.name) if entry.name.startswith(prefix) else None
         if found and not _process_alive(int(found.group(1))) and _unlocked(Path(entry.path)):
             try:
                 os.unlink(entry.path)

@@ -9,7 +9,6 @@ import json
 import math
 import os
 import stat
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -45,22 +44,29 @@ def write_atomic(path: str | Path, content: bytes | str) -> Path:
 
     Checkpoints use it, and so do the small text files resume reads (config.toml, metrics.jsonl).
     """
+    from gankit.cache import cache_temporary
+
     path = Path(path)
     data = content.encode("utf-8") if isinstance(content, str) else content
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp creates the file 0600; run files get the mode any new file gets under the user's umask.
-        os.chmod(temporary, new_file_mode())
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+    # Named with the writer's PID and locked while written, so that a temporary a SIGKILL left behind can be
+    # told from a live writer's and removed (remove_stale_writes).
+    with cache_temporary(path, hidden=True) as (descriptor, temporary):
+        os.fchmod(descriptor, new_file_mode())  # the mode any new file gets under the user's umask
+        view = memoryview(data)
+        while view:
+            view = view[os.write(descriptor, view):]
+        os.fsync(descriptor)
         os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     _fsync_folder(path.parent)
     return path
+
+
+def remove_stale_writes(path: str | Path) -> list[Path]:
+    """Remove the temporaries of :func:`write_atomic` for ``path`` whose writer died mid-write (SIGKILL)."""
+    from gankit.cache import remove_stale_temporaries
+
+    path = Path(path)
+    return remove_stale_temporaries(path.parent, prefix=f".{path.name}.")
 
 
 def new_file_mode() -> int:

@@ -77,11 +77,12 @@ def sample_output_bytes(shape, suffix: str) -> int:
 def write_samples(samples: torch.Tensor, path: Path, *, title: str) -> Path:
     """Write samples to ``path`` (.png or .npy) atomically: a kill at any moment leaves the old file or the
     new one, never a partial one."""
-    from gankit.checkpoint import write_atomic
+    from gankit.checkpoint import remove_stale_writes, write_atomic
 
     content = _encode(samples, path.suffix.lower(), title=title)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_writes(path)  # what a killed earlier write of this file left behind
         return write_atomic(path, content)
     except OSError as error:
         raise GankitError(f"cannot write --out {shortened(path)}: {error.strerror or error}") from None

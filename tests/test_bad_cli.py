@@ -208,6 +208,32 @@ def test_an_interrupted_sample_write_leaves_the_old_file_and_no_temporary(finish
     assert [p.name for p in tmp_path.iterdir()] == ["grid.png"]
 
 
+def test_a_sample_write_removes_what_a_killed_earlier_write_left_and_never_a_live_writers_file(finished_run, tmp_path, one_thread):
+    import fcntl
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a PID whose process has ended: its temporary is a SIGKILL's leftover
+    out = tmp_path / "grid.png"
+    out.write_bytes(b"the user's picture")
+    stale = tmp_path / f".grid.png.pid{dead.pid}.0badc0de.tmp"
+    stale.write_bytes(b"half a picture")
+    live = tmp_path / f".grid.png.pid{os.getpid()}.1234abcd.tmp"  # a writer that is still at work
+    live.write_bytes(b"being written")
+    other = tmp_path / f".other.png.pid{dead.pid}.0badc0de.tmp"  # another file's: not this command's business
+    other.write_bytes(b"x")
+    descriptor = os.open(live, os.O_RDONLY)
+    fcntl.flock(descriptor, fcntl.LOCK_EX)
+    try:
+        result = runner.invoke(app, ["sample", str(finished_run), "-n", "4", "--out", str(out), "--overwrite"])
+    finally:
+        os.close(descriptor)
+    assert result.exit_code == 0, result.output
+    assert not stale.exists() and live.exists() and other.exists()
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 # -- Ctrl-C --------------------------------------------------------------------------------------------
 
 
