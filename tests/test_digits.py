@@ -212,19 +212,20 @@ def test_data_source_shape_and_items(source):
     assert isinstance(source, DataSource)
     assert source.shape == (1, 32, 32)
     assert len(source) == COUNT
-    item = source[0]
+    item, label = source[0]
     assert item.dtype == torch.float32
     assert item.shape == (1, 32, 32)
+    assert label == int(source.labels()[0])
 
 
 def test_data_source_value_range(source):
-    items = torch.stack([source[i] for i in range(len(source))])
+    items = torch.stack([source[i][0] for i in range(len(source))])
     assert items.min().item() == -1.0
     assert items.max().item() <= 1.0
     assert items.max().item() > 0.99
     # exactly x / 127.5 - 1, not the precedence bug x - 127.5 / 127.5
     raw = source.tensor()[3].float()
-    assert torch.allclose(source[3], raw / 127.5 - 1)
+    assert torch.allclose(source[3][0], raw / 127.5 - 1)
 
 
 def test_data_source_tensor_and_labels(source):
@@ -233,9 +234,9 @@ def test_data_source_tensor_and_labels(source):
     assert tensor.dtype == torch.uint8
     assert tensor.shape == (COUNT, 1, 32, 32)
     assert np.array_equal(tensor.numpy(), images)
-    assert source.labels.dtype == torch.uint8
-    assert source.labels.shape == (COUNT,)
-    assert np.array_equal(source.labels.numpy(), labels)
+    assert source.labels().dtype == torch.int64
+    assert source.labels().shape == (COUNT,)
+    assert np.array_equal(source.labels().numpy(), labels)
 
 
 def test_data_source_ignores_training_seed():
@@ -250,7 +251,7 @@ def test_data_source_image_size_and_root(tmp_path, cache_dir):
     source = DigitsDataSource(root=str(tmp_path / "root"), image_size=16, count=20)
     assert source.shape == (1, 16, 16)
     assert source.tensor().shape == (20, 1, 16, 16)
-    assert source[0].shape == (1, 16, 16)
+    assert source[0][0].shape == (1, 16, 16)
     assert cache_path(20, image_size=16, cache_dir=tmp_path / "root").is_file()
     assert not cache_dir.exists()
 

@@ -18,7 +18,7 @@ def test_ring_is_eight_gaussians_on_the_unit_circle_with_std_001():
     assert data.shape == (2,) and data.tensor().shape == (8000, 2)
     assert torch.allclose(data.modes.norm(dim=1), torch.ones(8))
     assert torch.allclose(data.modes[2], torch.tensor([0.0, 1.0]), atol=1e-6)
-    offsets = data.points - data.modes[data.labels]
+    offsets = data.points - data.modes[data.mode_index]
     assert offsets.std().item() == pytest.approx(0.01, rel=0.05)
 
 
@@ -26,10 +26,10 @@ def test_grid_is_25_gaussians_on_minus4_to_4_with_std_005():
     data = grid(count=10000, dataset_seed=0)
     assert sorted(set(data.modes[:, 0].tolist())) == [-4.0, -2.0, 0.0, 2.0, 4.0]
     assert len(data.modes) == 25
-    offsets = data.points - data.modes[data.labels]
+    offsets = data.points - data.modes[data.mode_index]
     assert offsets.std().item() == pytest.approx(0.05, rel=0.05)
     # Every mode gets about the same share.
-    assert torch.bincount(data.labels, minlength=25).min() > 300
+    assert torch.bincount(data.mode_index, minlength=25).min() > 300
 
 
 def test_the_data_depends_only_on_the_dataset_seed():

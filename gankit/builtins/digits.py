@@ -16,6 +16,7 @@ from gankit.components import DataSource
 
 class DigitsDataSource(DataSource):
     """Digits 0-9 rendered with Pillow, ``(1, S, S)`` grayscale, white on black; ``S`` is 32 by default.
+    Labelled: class ``k`` is the digit ``k``.
 
     ``root`` is the cache folder when given (no files are needed). The content is fixed by ``dataset_seed``,
     not by the training ``seed``, so that every run trains on the same images.
@@ -24,6 +25,8 @@ class DigitsDataSource(DataSource):
     # The default run: DCGAN at half the article's width learns these 32x32 digits in about 1,000 steps,
     # a few minutes on a 2-core CPU. An --arch given by the user always wins.
     recommended = {"arch": "dcgan:dcgan:width=32"}  # plugin-qualified: another plugin's "dcgan" cannot take it
+    num_classes = 10
+    class_names = tuple(str(digit) for digit in range(10))
 
     def __init__(self, *, root=None, image_size=None, seed=0, count: int = DEFAULT_COUNT, dataset_seed: int = 0):
         import torch
@@ -35,7 +38,7 @@ class DigitsDataSource(DataSource):
         self.image_size = size
         self.dataset_seed = dataset_seed
         self._images = torch.from_numpy(images)
-        self.labels = torch.from_numpy(labels)
+        self._labels = torch.from_numpy(labels).long()  # the digit drawn in each image
 
     @classmethod
     def planned_shape(cls, *, image_size=None, count: int = DEFAULT_COUNT, dataset_seed: int = 0, **_):
@@ -46,10 +49,13 @@ class DigitsDataSource(DataSource):
         return self._images.shape[0]
 
     def __getitem__(self, index: int):
-        return self._images[index].float() / 127.5 - 1.0
+        return self._images[index].float() / 127.5 - 1.0, int(self._labels[index])
 
     def tensor(self):
         return self._images
+
+    def labels(self):
+        return self._labels
 
     def fingerprint(self) -> str:
         """A digest of the rendered pixels: the settings fix them, but another Pillow or font may draw them

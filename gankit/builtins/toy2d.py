@@ -61,6 +61,7 @@ class GaussianMixture2D(DataSource):
 
     The points are raw coordinates (not rescaled to [-1, 1]: the ``mlp`` generator has a linear output) and
     depend only on ``dataset_seed``. ``modes`` and ``mode_std`` are what the ``modes`` metric scores against.
+    Labelled: each point's class is the index of the mode it was drawn from (``mode_index``).
     """
 
     shape = (2,)
@@ -74,19 +75,24 @@ class GaussianMixture2D(DataSource):
         self.recommended = recipe
         self.modes = modes
         self.mode_std = float(mode_std)
+        self.num_classes = len(modes)
+        self.class_names = tuple(f"mode {index}" for index in range(len(modes)))
         generator = torch.Generator().manual_seed(dataset_seed)
         which = torch.randint(len(modes), (count,), generator=generator)
         self.points = modes[which] + mode_std * torch.randn(count, 2, generator=generator)
-        self.labels = which
+        self.mode_index = which
 
     def __len__(self) -> int:
         return self.points.shape[0]
 
     def __getitem__(self, index: int):
-        return self.points[index]
+        return self.points[index], int(self.mode_index[index])
 
     def tensor(self):
         return self.points
+
+    def labels(self):
+        return self.mode_index
 
 
 def ring(*, root=None, image_size=None, seed: int = 0, count: int = DEFAULT_COUNT, dataset_seed: int = 0):
