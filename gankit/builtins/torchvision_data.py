@@ -46,21 +46,54 @@ def resize_images(images, size: int):
 
 
 class ArrayImages(DataSource):
-    """A dataset already held as one uint8 tensor ``(N, C, S, S)``."""
+    """A labelled dataset already held as one uint8 tensor ``(N, C, S, S)`` and its class of each image."""
 
-    def _set(self, images) -> None:
+    num_classes = 10  # MNIST, Fashion-MNIST and CIFAR-10 alike
+
+    def _set(self, images, targets, class_names, *, files) -> None:
         self.images = images.contiguous()
         self.shape = tuple(int(s) for s in self.images.shape[1:])
         self.image_size = self.shape[-1]
+        self.class_names = None
+        self._labels = None
+        if not isinstance(class_names, (list, tuple)) or len(class_names) != self.num_classes:
+            count = len(class_names) if isinstance(class_names, (list, tuple)) else type(class_names).__name__
+            self._label_problem = f"{files} list {count} class names, not {self.num_classes}"
+            return
+        self.class_names = tuple(str(name) for name in class_names)
+        self._labels, self._label_problem = _checked_labels(targets, len(images), self.num_classes, files)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
     def __getitem__(self, index: int):
-        return self.images[index].float() / 127.5 - 1.0
+        return self.images[index].float() / 127.5 - 1.0, int(self.labels()[index])
 
     def tensor(self):
         return self.images
+
+    def labels(self):
+        # Raised only when labels are asked for: an unconditional run never reads them, as before labels existed.
+        if self._label_problem:
+            raise GankitError(self._label_problem)
+        return self._labels
+
+
+def _checked_labels(targets, count: int, num_classes: int, files: str):
+    """``(labels int64 (N,), None)``, or ``(None, why they cannot be used)`` for targets that are not one class
+    index in ``[0, num_classes)`` per image (a damaged or mismatched labels file in ``files``)."""
+    import torch
+
+    try:
+        labels = torch.as_tensor(targets).long().reshape(-1)
+    except (TypeError, ValueError, RuntimeError) as error:
+        return None, f"{files} hold labels that are not class numbers ({type(error).__name__})"
+    if labels.numel() != count:
+        return None, f"{files} hold {labels.numel()} labels for {count} images"
+    if count and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        bad = int(labels[(labels < 0) | (labels >= num_classes)][0])
+        return None, f"{files} hold the label {bad}, outside the {num_classes} classes 0..{num_classes - 1}"
+    return labels, None
 
 
 class MNIST(ArrayImages):
@@ -85,10 +118,12 @@ class MNIST(ArrayImages):
                 f"(--data-root is the folder holding {self.folder}/; nothing is downloaded){advice}"
             )
         dataset_class = getattr(datasets, self.folder)  # torchvision's class is named like its folder
-        parts = []
+        parts, targets = [], []
         try:
             for train in {"train": (True,), "test": (False,), "all": (True, False)}[split]:
-                parts.append(dataset_class(str(base), train=train, download=False).data)
+                dataset = dataset_class(str(base), train=train, download=False)
+                parts.append(dataset.data)
+                targets.append(dataset.targets)
         except Exception as error:  # a damaged file can make torchvision raise nearly anything
             raise GankitError(f"{self.label} files in {raw} could not be read: {type(error).__name__}: {error}") from None
         images = torch.cat(parts).unsqueeze(1)
@@ -96,7 +131,7 @@ class MNIST(ArrayImages):
         if size != images.shape[-1]:
             # Pad to 32 first at every size but 28, so the digits fill the same share of the frame at any size.
             images = resize_images(torch.nn.functional.pad(images, (2, 2, 2, 2)), size)
-        self._set(images)
+        self._set(images, torch.cat(targets), dataset_class.classes, files=f"the label files in {raw}")
 
 
 class FashionMNIST(MNIST):
@@ -121,14 +156,19 @@ class CIFAR10(ArrayImages):
                 f"cifar10 data not found: expected {', '.join(CIFAR_FILES)} in {folder} (the unpacked "
                 f"cifar-10-python.tar.gz; --data-root is the folder holding {CIFAR_FOLDER}/; nothing is downloaded)"
             )
-        parts = []
+        parts, targets = [], []
         try:
             for train in {"train": (True,), "test": (False,), "all": (True, False)}[split]:
-                parts.append(torch.from_numpy(_cifar_files_class()(str(base), train=train, download=False).data))
+                dataset = _cifar_files_class()(str(base), train=train, download=False)
+                parts.append(torch.from_numpy(dataset.data))
+                targets.extend(dataset.targets)
         except Exception as error:  # a damaged pickle can raise nearly anything
             raise GankitError(f"cifar10 files in {folder} could not be read: {type(error).__name__}: {error}") from None
         images = torch.cat(parts).permute(0, 3, 1, 2)
-        self._set(resize_images(images, 32 if image_size is None else image_size))
+        self._set(
+            resize_images(images, 32 if image_size is None else image_size), targets, dataset.classes,
+            files=f"the CIFAR-10 files in {folder}",
+        )
 
 
 def _cifar_files_class():
