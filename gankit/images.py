@@ -16,13 +16,13 @@ import stat
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
 from gankit.cache import cache_directory, cache_temporary, remove_stale_temporaries
 from gankit.components import DataSource
-from gankit.errors import GankitError, GankitWarning
+from gankit.errors import GankitError, GankitWarning, quoted
 from gankit.imagecache import DecodedImages, ImageFile, UnusableImage, files_fingerprint, load_images
 from gankit.memory import require
 from gankit.signals import Interrupted, signal_name
@@ -266,10 +266,14 @@ def describe_skips(label: str, skipped: Sequence[tuple[str, str]], total: int) -
 class ImageFiles(DataSource):
     """Images from a list of files, decoded once to uint8 ``(channels, size, size)`` and served by index.
 
-    The base of the image-folder sources: subclasses find the files and call :meth:`load`.
+    The base of the image-folder sources: subclasses find the files and call :meth:`load`, and, to be labelled,
+    :meth:`label_images`.
     """
 
     horizontal_flip = False
+    num_classes = None
+    class_names = None
+    _labels = None
 
     def load(
         self,
@@ -319,6 +323,27 @@ class ImageFiles(DataSource):
         self.horizontal_flip = bool(flip)
         self._fingerprint = files_fingerprint(files)
 
+    def label_images(self, class_names: Sequence[str], class_of: Callable[[str], int], *, label: str) -> None:
+        """Label the loaded images (after :meth:`load`): ``class_of(name)`` is the index in ``class_names`` of
+        the file ``name`` (relative, as in :class:`ImageFile`). Labels come from the file names, never from the
+        image cache, so a cached image keeps its label. A class left with no usable image is a one-line error."""
+        import torch
+
+        labels = torch.tensor([class_of(name) for name in self.names], dtype=torch.int64)
+        if int(labels.min()) < 0 or int(labels.max()) >= len(class_names):
+            raise GankitError(f"{label}: a class index outside 0..{len(class_names) - 1} (a bug in the data source)")
+        counts = torch.bincount(labels, minlength=len(class_names))
+        empty = [name for name, count in zip(class_names, counts.tolist()) if count == 0]
+        if empty:
+            more = f" (nor have {len(empty) - 1} more classes)" if len(empty) > 1 else ""
+            raise GankitError(f"{label}: class {quoted(empty[0])} has no usable image{more}")
+        self.num_classes = len(class_names)
+        self.class_names = tuple(class_names)
+        self._labels = labels
+
+    def labels(self):
+        return self._labels
+
     def fingerprint(self) -> str:
         """Which image files were found (names and sizes): resume warns when files were added or removed."""
         return self._fingerprint
@@ -329,7 +354,8 @@ class ImageFiles(DataSource):
     def __getitem__(self, index: int):
         import torch
 
-        return torch.from_numpy(np.array(self.images[index])).float() / 127.5 - 1.0
+        image = torch.from_numpy(np.array(self.images[index])).float() / 127.5 - 1.0
+        return image if self._labels is None else (image, int(self._labels[index]))
 
     def tensor(self):
         import torch
