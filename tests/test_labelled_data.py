@@ -148,8 +148,17 @@ def test_cifar10_with_a_short_class_list_still_trains_unconditionally(tmp_path):
     fake_labelled_cifar(tmp_path, names=("a", "b"))
     source = build("cifar10", tmp_path)
     assert len(source.tensor()) == 10
-    with pytest.raises(GankitError, match="list 2 class names, not 10"):
+    with pytest.raises(GankitError, match=r"do not list 10 class names \(found 2\)"):
         source.labels()
+
+
+def test_cifar10_labels_that_are_not_class_numbers_are_refused_not_rounded(tmp_path):
+    fake_labelled_cifar(tmp_path)
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_1"
+    content = pickle.loads(batch.read_bytes())
+    batch.write_bytes(pickle.dumps({**content, "labels": [0.5, 1.5]}))
+    with pytest.raises(GankitError, match="not class numbers"):
+        build("cifar10", tmp_path).labels()
 
 
 # --- folder ---------------------------------------------------------------------------------------------
@@ -224,6 +233,13 @@ def test_folder_class_layout_errors_name_the_culprit(tmp_path, prepare, fragment
         FolderImages(root=str(root), image_size=4, classes="subfolders")
     message = str(raised.value)
     assert "\n" not in message and all(fragment in message for fragment in fragments), message
+
+
+def test_a_class_folder_linked_to_another_says_why_it_is_empty(tmp_path):
+    root = class_tree(tmp_path / "tree")
+    (root / "link").symlink_to(root / "ant", target_is_directory=True)
+    with pytest.raises(GankitError, match=r"class folder '(ant|link)' .* holds no images \(symlink to a folder already searched"):
+        FolderImages(root=str(root), image_size=4, classes="subfolders")
 
 
 def test_folder_classes_need_two_class_folders(tmp_path):

@@ -45,7 +45,7 @@ class FolderImages(ImageFiles):
         self.planned_shape(image_size=image_size, channels=channels, classes=classes)
         folder = check_folder(root, label="folder", hint="point --data-root at a folder of images")
         files, skipped = scan_images(folder)
-        class_names = subfolder_classes(folder, files) if _layout(classes) == "subfolders" else None
+        class_names = subfolder_classes(folder, files, skipped) if _layout(classes) == "subfolders" else None
         if limit > 0:
             files = files[:limit]
             if class_names is not None:
@@ -78,10 +78,10 @@ def class_folder(name: str) -> str:
     return name.split("/", 1)[0]
 
 
-def subfolder_classes(folder: Path, files: Sequence[ImageFile]) -> tuple[str, ...]:
+def subfolder_classes(folder: Path, files: Sequence[ImageFile], skipped: Sequence[tuple[str, str]] = ()) -> tuple[str, ...]:
     """The class names of ``folder`` laid out as torchvision's ImageFolder: its immediate subfolders (hidden ones
     ignored, as the scan ignores them), sorted by name. Refuses images outside them, an empty class folder and
-    fewer than two classes, each in one line."""
+    fewer than two classes, each in one line. ``skipped``: what the scan skipped, to say why a class folder is empty."""
     try:
         with os.scandir(folder) as entries:
             class_names = tuple(sorted(entry.name for entry in entries if not entry.name.startswith(".") and entry.is_dir()))
@@ -98,17 +98,19 @@ def subfolder_classes(folder: Path, files: Sequence[ImageFile]) -> tuple[str, ..
         raise GankitError(
             f"folder: classes=subfolders needs at least 2 class folders (subfolders) in {quoted(str(folder))}, found {found}"
         )
-    _check_every_class_has_images(folder, class_names, files, "")
+    why = dict(skipped)
+    _check_every_class_has_images(folder, class_names, files, "", why=why)
     return class_names
 
 
-def _check_every_class_has_images(folder: Path, class_names, files: Sequence[ImageFile], among: str) -> None:
+def _check_every_class_has_images(folder: Path, class_names, files: Sequence[ImageFile], among: str, why=None) -> None:
     used = {class_folder(file.name) for file in files}
     empty = [name for name in class_names if name not in used]
     if empty:
-        more = f" (and {len(empty) - 1} more class folders)" if len(empty) > 1 else ""
+        reason = f" ({why[empty[0]]})" if why and empty[0] in why else ""
+        more = f" (and {len(empty) - 1} more)" if len(empty) > 1 else ""
         raise GankitError(
-            f"folder: class folder {quoted(empty[0])} in {quoted(str(folder))} holds no images{among}{more}; "
+            f"folder: class folder {quoted(empty[0])} in {quoted(str(folder))} holds no images{among}{reason}{more}; "
             "add images or remove it"
         )
 

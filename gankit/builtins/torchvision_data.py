@@ -57,8 +57,8 @@ class ArrayImages(DataSource):
         self.class_names = None
         self._labels = None
         if not isinstance(class_names, (list, tuple)) or len(class_names) != self.num_classes:
-            count = len(class_names) if isinstance(class_names, (list, tuple)) else type(class_names).__name__
-            self._label_problem = f"{files} list {count} class names, not {self.num_classes}"
+            found = len(class_names) if isinstance(class_names, (list, tuple)) else f"a {type(class_names).__name__}"
+            self._label_problem = f"{files} do not list {self.num_classes} class names (found {found})"
             return
         self.class_names = tuple(str(name) for name in class_names)
         self._labels, self._label_problem = _checked_labels(targets, len(images), self.num_classes, files)
@@ -85,9 +85,12 @@ def _checked_labels(targets, count: int, num_classes: int, files: str):
     import torch
 
     try:
-        labels = torch.as_tensor(targets).long().reshape(-1)
+        labels = torch.as_tensor(targets)
     except (TypeError, ValueError, RuntimeError) as error:
         return None, f"{files} hold labels that are not class numbers ({type(error).__name__})"
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        return None, f"{files} hold labels that are not class numbers ({labels.dtype})"
+    labels = labels.long().reshape(-1)
     if labels.numel() != count:
         return None, f"{files} hold {labels.numel()} labels for {count} images"
     if count and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
@@ -131,7 +134,7 @@ class MNIST(ArrayImages):
         if size != images.shape[-1]:
             # Pad to 32 first at every size but 28, so the digits fill the same share of the frame at any size.
             images = resize_images(torch.nn.functional.pad(images, (2, 2, 2, 2)), size)
-        self._set(images, torch.cat(targets), dataset_class.classes, files=f"the label files in {raw}")
+        self._set(images, torch.cat(targets), dataset_class.classes, files=f"{self.label}: the label files in {raw}")
 
 
 class FashionMNIST(MNIST):
@@ -167,7 +170,7 @@ class CIFAR10(ArrayImages):
         images = torch.cat(parts).permute(0, 3, 1, 2)
         self._set(
             resize_images(images, 32 if image_size is None else image_size), targets, dataset.classes,
-            files=f"the CIFAR-10 files in {folder}",
+            files=f"cifar10: the files in {folder}",
         )
 
 
