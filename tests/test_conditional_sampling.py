@@ -257,3 +257,22 @@ def test_a_metric_without_labels_scores_a_conditional_generator_unchanged(plugin
     generator.table.copy_(ring_modes())
     values = score(OldModes(), generator, 2, data=ring(count=64), count=16, num_classes=8)
     assert values == {"modes": 8.0, "hq": 1.0, "kl": 0.0}
+
+
+def test_evaluation_during_a_conditional_run_scores_balanced_labels(plugin, tmp_path):
+    from gankit.builtins.toy2d import ring, ring_modes
+    from gankit.evaluation import TrainingEvaluator, build_metric
+    from gankit.registry import default_registry
+
+    registry = default_registry()
+    data = ring(count=64)
+    generator, _ = registry.build("architecture", "condtoy:lookup", shape=(2,), z_dim=2, num_classes=8).value
+    points = ring_modes().clone()
+    points[7] = torch.tensor([9.0, 9.0])
+    generator.table.copy_(points)
+    metric = build_metric(registry, "modes", shape=(2,), data=data)
+    evaluator = TrainingEvaluator(metric, count=40, seed=0, data=data, z_dim=2, device="cpu", num_classes=8)
+    event = evaluator.evaluate(generator, step=3, out=tmp_path)
+    assert event.values["mode_accuracy"] == 7 / 8 and event.values["worst_mode_coverage"] == 0.0
+    logged = json.loads((tmp_path / "eval.jsonl").read_text())
+    assert logged["step"] == 3 and logged["mode_accuracy"] == 7 / 8
