@@ -581,7 +581,7 @@ def sample(
 
 def _check_sample_counts(n: int | None, interpolate: int | None, frames: int | None) -> None:
     from gankit.inference import check_count
-    from gankit.walks import check_walk
+    from gankit.walks import DEFAULT_FRAMES, check_walk
 
     if interpolate is None:
         if frames is not None:
@@ -591,8 +591,6 @@ def _check_sample_counts(n: int | None, interpolate: int | None, frames: int | N
         return
     if n is not None:
         raise GankitError("-n does not apply to --interpolate: the walk has (K - 1) x --frames + 1 frames")
-    from gankit.walks import DEFAULT_FRAMES
-
     check_walk(interpolate, DEFAULT_FRAMES if frames is None else frames)
 
 
@@ -610,7 +608,7 @@ def _write_samples(generator, metadata: dict, out: Path, n: int, *, seed: int, d
                                      extra_bytes_per_sample=extra)
     write_samples(samples, out, title=f"{n} samples per class", labels=labels, per_row=n)
     beside = " (labels beside it, .labels.npy)" if out.suffix.lower() == ".npy" else ""
-    return f"Wrote {n} samples of each of {len(classes)} classes to {out}{beside}"
+    return f"Wrote {n} per class of {len(classes)} classes ({n * len(classes)} samples) to {out}{beside}"
 
 
 def _write_walk(generator, metadata: dict, out: Path, keys: int, frames: int | None, *, seed: int, device: str,

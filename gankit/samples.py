@@ -56,7 +56,8 @@ def _check_sample_path(path: Path, *, overwrite: bool, walk: bool, what: str = "
 
 def _check_output_path(path: Path, shown: str, *, overwrite: bool, walk: bool, what: str) -> None:
     if os.path.isdir(path):  # False, not an error, for a name the OS cannot even look up
-        raise GankitError(f"{what} {shown} is a folder; give a file name ending in .png or .npy")
+        hint = "give a file name ending in .png or .npy" if what == "--out" else "move it, or choose another --out"
+        raise GankitError(f"{what} {shown} is a folder; {hint}")
     suffix = path.suffix.lower()
     if walk and suffix not in WALK_SUFFIXES:
         raise GankitError(f"--out of --interpolate must end in .gif (an animation) or .png (a strip), got {quoted(path.name)}")

@@ -136,6 +136,9 @@ def test_an_existing_labels_file_is_refused_before_the_checkpoint_is_read(tmp_pa
     line = one_line_error(invoke("sample", tmp_path / "missing.safetensors", "--out", tmp_path / "s.npy"))
     assert "s.labels.npy already exists" in line and "--overwrite" in line
     assert (tmp_path / "s.labels.npy").read_bytes() == b"mine" and not (tmp_path / "s.npy").exists()
+    (tmp_path / "t.labels.npy").mkdir()
+    line = one_line_error(invoke("sample", tmp_path / "missing.safetensors", "--out", tmp_path / "t.npy", "--overwrite"))
+    assert "t.labels.npy is a folder" in line and not (tmp_path / "t.npy").exists()
 
 
 def test_overwrite_replaces_the_samples_and_their_labels(conditional, tmp_path):
