@@ -57,8 +57,12 @@ def load_generator(path: str | Path, *, device: str = "cpu", ema: bool = True):
     return load(path, device=device, ema=ema)
 
 
-def sample(path: str | Path, n: int, *, seed: int = 0, ema: bool = True, device: str = "cpu"):
-    """``n`` samples from a checkpoint's generator: a CPU tensor ``(n, *shape)`` in [-1, 1]."""
+def sample(path: str | Path, n: int, *, seed: int = 0, ema: bool = True, device: str = "cpu", classes=None):
+    """``n`` samples from a checkpoint's generator: a CPU tensor ``(n, *shape)`` in [-1, 1].
+
+    A conditional run's checkpoint gives ``n`` samples of each class of ``classes`` (indices or names, a list
+    or ``"0,1,2"``; all classes when None), class after class: ``(len(classes) * n, *shape)``.
+    """
     from gankit.inference import sample as draw
 
     if not isinstance(n, int) or isinstance(n, bool):
@@ -66,7 +70,7 @@ def sample(path: str | Path, n: int, *, seed: int = 0, ema: bool = True, device:
     from gankit.inference import check_count
 
     check_count(n, "the number of samples")
-    return draw(path, n, seed=seed, ema=ema, device=device)
+    return draw(path, n, seed=seed, ema=ema, device=device, classes=classes)
 
 
 def list_plugins() -> list[dict[str, Any]]:

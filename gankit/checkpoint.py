@@ -308,6 +308,8 @@ METADATA_SHAPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "shape": (lambda v: isinstance(v, list) and len(v) > 0 and all(_positive_int(n) for n in v), "a list of positive integers"),
     "z_dim": (_positive_int, "a positive integer"),
     "config": (lambda v: isinstance(v, dict), "a table"),
+    "num_classes": (lambda v: _is_int(v) and v >= 2, "an integer of at least 2"),
+    "class_names": (lambda v: isinstance(v, list) and all(isinstance(name, str) for name in v), "a list of strings"),
     "states": (lambda v: isinstance(v, dict), "a table"),
     "batches": (
         lambda v: isinstance(v, dict) and _non_negative_int(v.get("epoch")) and _non_negative_int(v.get("position")),

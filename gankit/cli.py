@@ -522,40 +522,103 @@ def cli_reference(document: str) -> str:
 # -- gankit sample -----------------------------------------------------------------------------------
 
 
+DEFAULT_SAMPLES = 64
+DEFAULT_SAMPLES_PER_CLASS = 8  # the columns of a training run's sample grid
+
+
 @app.command()
 def sample(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file, or a run folder (its newest checkpoint).")],
-    n: Annotated[int, typer.Option("-n", "--count", help="Number of samples.")] = 64,
+    n: Annotated[
+        Optional[int], typer.Option("-n", "--count", help="Number of samples; per class of a conditional run. "
+                                                          "[default: 64; 8 per class]")
+    ] = None,
     out: Annotated[
-        Path, typer.Option(help="Output file: .png (a grid of images, or a scatter plot of 2-D data) or .npy (raw samples).")
+        Path, typer.Option(help="Output file: .png (a grid of images, or a scatter plot of 2-D data) or .npy (raw "
+                                "samples); with --interpolate .gif or .png.")
     ] = Path("samples.png"),
+    classes: Annotated[
+        Optional[str], typer.Option("--class", help="Classes of a conditional run: indices or names, e.g. 3 or 0,1,2 "
+                                                    "(default: all). One grid row per class.")
+    ] = None,
+    interpolate: Annotated[
+        Optional[int], typer.Option(help="Latent walk through this many noise vectors (spherical interpolation).")
+    ] = None,
+    frames: Annotated[
+        Optional[int], typer.Option(help="With --interpolate: frames from one noise vector to the next. [default: 8]")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Noise seed.")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
     ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Use the EMA generator when the checkpoint has one.")] = True,
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists (atomically: never half-written).")] = False,
 ) -> None:
-    """Write samples from a checkpoint's generator: a PNG grid for images, a .npy array of raw samples for any data."""
+    """Write samples from a checkpoint's generator: a PNG grid for images, a .npy array of raw samples for any data,
+    or a latent walk (--interpolate) as a GIF or a PNG strip."""
     from gankit.config import check_device, check_seed
     from gankit.samples import check_sample_output
 
-    check_sample_output(out, overwrite=overwrite)
+    walk = interpolate is not None
+    check_sample_output(out, overwrite=overwrite, walk=walk)
     check_seed(seed)
     check_device(device)
+    _check_sample_counts(n, interpolate, frames)
     from gankit.engine import resolve_device
-    from gankit.inference import check_count, draw_checked, load_generator
-    from gankit.samples import check_picture, sample_output_bytes, write_samples
+    from gankit.inference import load_generator, resolve_classes
 
-    check_count(n)
     try:
         device = str(resolve_device(device))
         generator, metadata = load_generator(checkpoint, device=device, ema=ema)
-        check_picture(out, metadata["shape"])
-        samples = draw_checked(generator, metadata, n, seed=seed, device=device,
-                               extra_bytes_per_sample=sample_output_bytes(metadata["shape"], out.suffix))
-        write_samples(samples, out, title=f"{n} samples")
+        chosen = resolve_classes(metadata, classes)
+        if walk:
+            message = _write_walk(generator, metadata, out, interpolate, frames, seed=seed, device=device, classes=chosen)
+        else:
+            count = n if n is not None else DEFAULT_SAMPLES if chosen is None else DEFAULT_SAMPLES_PER_CLASS
+            message = _write_samples(generator, metadata, out, count, seed=seed, device=device, classes=chosen)
     except KeyboardInterrupt:
         raise CommandInterrupted(f"Ctrl-C: gankit sample stopped; {shortened(out)} was left as it was") from None
-    typer.echo(f"Wrote {n} samples to {out}")
+    typer.echo(message)
+
+
+def _check_sample_counts(n: int | None, interpolate: int | None, frames: int | None) -> None:
+    from gankit.inference import check_count
+    from gankit.walks import DEFAULT_FRAMES, check_walk
+
+    if interpolate is None:
+        if frames is not None:
+            raise GankitError("--frames applies to a latent walk: add --interpolate K")
+        if n is not None:
+            check_count(n)
+        return
+    if n is not None:
+        raise GankitError("-n does not apply to --interpolate: the walk has (K - 1) x --frames + 1 frames")
+    check_walk(interpolate, DEFAULT_FRAMES if frames is None else frames)
+
+
+def _write_samples(generator, metadata: dict, out: Path, n: int, *, seed: int, device: str, classes) -> str:
+    from gankit.inference import draw_checked, draw_per_class
+    from gankit.samples import check_picture, sample_output_bytes, write_samples
+
+    check_picture(out, metadata["shape"])
+    extra = sample_output_bytes(metadata["shape"], out.suffix)
+    if classes is None:
+        samples = draw_checked(generator, metadata, n, seed=seed, device=device, extra_bytes_per_sample=extra)
+        write_samples(samples, out, title=f"{n} samples")
+        return f"Wrote {n} samples to {out}"
+    samples, labels = draw_per_class(generator, metadata, n, classes, seed=seed, device=device,
+                                     extra_bytes_per_sample=extra)
+    write_samples(samples, out, title=f"{n} samples per class", labels=labels, per_row=n)
+    beside = " (labels beside it, .labels.npy)" if out.suffix.lower() == ".npy" else ""
+    return f"Wrote {n} per class of {len(classes)} classes ({n * len(classes)} samples) to {out}{beside}"
+
+
+def _write_walk(generator, metadata: dict, out: Path, keys: int, frames: int | None, *, seed: int, device: str,
+                classes) -> str:
+    from gankit.walks import DEFAULT_FRAMES, draw_walk, frame_count, write_walk
+
+    frames = DEFAULT_FRAMES if frames is None else frames
+    write_walk(draw_walk(generator, metadata, keys, frames, seed=seed, device=device, classes=classes), out)
+    rows = "" if classes is None else f", one row per class ({len(classes)})"
+    return f"Wrote a walk of {frame_count(keys, frames)} frames through {keys} noise vectors{rows} to {out}"
 
 
 # -- gankit eval -------------------------------------------------------------------------------------

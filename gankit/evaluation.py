@@ -40,13 +40,28 @@ def build_metric(registry: Registry, spec: str, *, shape, data, device: str = "c
 
 
 def score(metric: Metric, generator, z_dim: int, *, data, count: int | None = None, seed: int = 0,
-          device="cpu") -> dict[str, float]:
+          device="cpu", num_classes: int | None = None, pass_labels: bool | None = None) -> dict[str, float]:
+    """The metric's values for ``count`` samples from fixed noise. A conditional generator (``num_classes``)
+    draws balanced labels ``arange(count) % num_classes``; they go to ``metric.evaluate`` when it takes
+    ``labels`` (``pass_labels``, looked up when None)."""
     count = check_count(metric.sample_count if count is None else count)
-    samples = draw_samples(generator, z_dim, count, seed=seed, device=device)
-    values = metric.evaluate(samples, data=data)
+    labels = None if num_classes is None else torch.arange(count, dtype=torch.int64) % num_classes
+    samples = draw_samples(generator, z_dim, count, seed=seed, device=device, labels=labels)
+    if labels is not None and (takes_labels(metric) if pass_labels is None else pass_labels):
+        values = metric.evaluate(samples, data=data, labels=labels)
+    else:
+        values = metric.evaluate(samples, data=data)
     if metric.key not in values:
         raise GankitError(f"metric {type(metric).__name__} did not report its headline value {metric.key!r}")
     return {key: float(value) for key, value in values.items()}
+
+
+def takes_labels(metric: Metric) -> bool:
+    """Whether ``metric.evaluate`` accepts ``labels`` (metrics written before conditional runs do not)."""
+    from gankit.options import signature_parameters
+
+    params, takes_kwargs = signature_parameters(metric.evaluate)
+    return takes_kwargs or "labels" in params
 
 
 def evaluate_checkpoint(path: str | Path, metric_spec: str, *, count: int | None = None, seed: int = 0,
@@ -73,7 +88,8 @@ def evaluate_checkpoint(path: str | Path, metric_spec: str, *, count: int | None
     built = build_metric(registry, metric_spec, shape=metadata["shape"], data=data, device=device, weights=weights)
     metric = built.value
     count = metric.sample_count if count is None else count
-    values = score(metric, generator, int(metadata["z_dim"]), data=data, count=count, seed=seed, device=device)
+    values = score(metric, generator, int(metadata["z_dim"]), data=data, count=count, seed=seed, device=device,
+                   num_classes=metadata.get("num_classes"))
     return {
         "checkpoint": str(metadata.get("path", path)),
         "step": metadata.get("step"),
@@ -88,11 +104,15 @@ def evaluate_checkpoint(path: str | Path, metric_spec: str, *, count: int | None
 
 class TrainingEvaluator:
     """Scores a generator during training with fixed noise, appends the result to ``eval.jsonl``, and returns
-    it as the event that the loggers and the checkpoint keeper receive."""
+    it as the event that the loggers and the checkpoint keeper receive. ``num_classes`` is the class count
+    of a conditional run (None otherwise): the generator is then scored on balanced labels."""
 
-    def __init__(self, metric: Built, *, count: int | None, seed: int, data, z_dim: int, device) -> None:
+    def __init__(self, metric: Built, *, count: int | None, seed: int, data, z_dim: int, device,
+                 num_classes: int | None = None) -> None:
         self.built = metric
         self.metric: Metric = metric.value
+        self.num_classes = num_classes
+        self.pass_labels = num_classes is not None and takes_labels(self.metric)
         self.count = self.metric.sample_count if count is None else count
         self.seed = seed
         self.data = data
@@ -101,7 +121,7 @@ class TrainingEvaluator:
 
     def evaluate(self, generator: torch.nn.Module, *, step: int, out: str | Path) -> EvaluationDone:
         values = score(self.metric, generator, self.z_dim, data=self.data, count=self.count, seed=self.seed,
-                       device=self.device)
+                       device=self.device, num_classes=self.num_classes, pass_labels=self.pass_labels)
         with (Path(out) / EVAL_LOG).open("a", encoding="utf-8") as handle:
             handle.write(json.dumps({"step": step, "metric": self.built.spec, **values}) + "\n")
         return EvaluationDone(

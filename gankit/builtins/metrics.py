@@ -57,6 +57,31 @@ def mode_statistics(samples: torch.Tensor, modes: torch.Tensor, std: float) -> d
     return {"modes": float(present.sum()), "hq": float(high_quality.double().mean()), "kl": kl}
 
 
+def conditional_mode_statistics(samples: torch.Tensor, labels: torch.Tensor, modes: torch.Tensor,
+                                std: float) -> dict[str, float]:
+    """How well a conditional generator hits the mode it is asked for: ``mode_accuracy``, the share of samples
+    asked for as mode k within 3 std of mode k, and ``worst_mode_coverage``, that share for the mode asked for
+    that gets the lowest (a mode the generator cannot produce on request scores 0)."""
+    labels = _checked_labels(labels, len(samples), len(modes), "modes")
+    points = samples.double().reshape(len(samples), -1)
+    on_target = (points - modes.double()[labels]).norm(dim=1) <= 3 * std
+    asked = torch.bincount(labels, minlength=len(modes))
+    hits = torch.bincount(labels[on_target], minlength=len(modes))
+    per_mode = hits[asked > 0].double() / asked[asked > 0].double()
+    return {"mode_accuracy": float(on_target.double().mean()), "worst_mode_coverage": float(per_mode.min())}
+
+
+def _checked_labels(labels, count: int, classes: int, metric: str) -> torch.Tensor:
+    labels = torch.as_tensor(labels, dtype=torch.int64).reshape(-1)
+    if len(labels) != count:
+        raise GankitError(f"metric {metric!r}: {len(labels)} labels for {count} samples")
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= classes):
+        raise GankitError(
+            f"metric {metric!r}: labels must be 0 to {classes - 1}, got {int(labels.min())} to {int(labels.max())}"
+        )
+    return labels
+
+
 class ModeCoverage(Metric):
     """Modes covered, the HQ fraction and KL to uniform, for data sources that declare ``modes`` and ``mode_std``."""
 
@@ -71,8 +96,12 @@ class ModeCoverage(Metric):
                 f"{type(data).__name__} declares no modes and mode_std"
             )
 
-    def evaluate(self, samples, *, data) -> dict[str, float]:
-        return mode_statistics(samples, torch.as_tensor(data.modes), float(data.mode_std))
+    def evaluate(self, samples, *, data, labels=None) -> dict[str, float]:
+        modes, std = torch.as_tensor(data.modes), float(data.mode_std)
+        values = mode_statistics(samples, modes, std)
+        if labels is not None:  # a conditional generator: did each sample land on the mode asked for?
+            values.update(conditional_mode_statistics(samples, labels, modes, std))
+        return values
 
 
 # --- swd: sliced Wasserstein distance on Laplacian pyramid patches (Karras et al. 2018) ------------------
@@ -437,9 +466,13 @@ def class_statistics(probabilities: torch.Tensor, min_share: float = 0.01) -> di
     }
 
 
+DIGIT_NAMES = tuple(str(digit) for digit in range(10))
+
+
 class DigitsMetric(Metric):
     """A CNN trained once on the embedded digits (cached) classifies the samples: class coverage, KL to uniform,
-    mean confidence and the Inception-style ``score`` (the headline, 1 to 10)."""
+    mean confidence and the Inception-style ``score`` (the headline, 1 to 10); for a conditional generator also
+    ``class_consistency``, the share of samples the classifier labels as the digit they were asked for."""
 
     key = "score"
     higher_is_better = True
@@ -458,14 +491,19 @@ class DigitsMetric(Metric):
                 f"the data has shape {tuple(shape)}"
             )
 
-    def evaluate(self, samples, *, data) -> dict[str, float]:
+    def evaluate(self, samples, *, data, labels=None) -> dict[str, float]:
         model = load_digit_classifier(samples.shape[-1], train_count=self.train_count, epochs=self.epochs)
         model.to(self.device)
         with torch.no_grad():
             probabilities = torch.cat([
                 F.softmax(model(batch.to(self.device).float()), dim=1).cpu() for batch in samples.split(500)
             ])
-        return class_statistics(probabilities)
+        values = class_statistics(probabilities)
+        # The classifier knows digits: the labels of other 10-class data (fashion-mnist) are not digits.
+        if labels is not None and tuple(getattr(data, "class_names", None) or DIGIT_NAMES) == DIGIT_NAMES:
+            labels = _checked_labels(labels, len(samples), len(DIGIT_NAMES), "digits")
+            values["class_consistency"] = round(float((probabilities.argmax(dim=1) == labels).double().mean()), 6)
+        return values
 
 
 @gankit.hookimpl
