@@ -61,7 +61,7 @@ def architecture_context(factory: Any, name: str, *, num_classes: int | None, ou
         if not (takes_kwargs or "num_classes" in params):
             raise GankitError(
                 f"--conditional: architecture {name!r} cannot condition on classes (its factory takes no "
-                "num_classes argument); choose one that can, e.g. dcgan or mlp"
+                "num_classes argument); conditional builtins: dcgan, mlp"
             )
         context["num_classes"] = num_classes
     if outputs:
