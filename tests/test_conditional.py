@@ -453,3 +453,24 @@ def test_bad_class_declarations_are_refused(num_classes, names, expected):
     source.num_classes, source.class_names = num_classes, names
     with pytest.raises(GankitError, match=expected):
         data_classes(source, "items")
+
+
+def test_the_guide_example_trains_a_conditional_run(tmp_path):
+    # docs/conditional.md's plugin (labelled data, projection discriminator, a loss reading class_logits).
+    import re
+    from pathlib import Path
+    import types
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "conditional.md").read_text(encoding="utf-8")
+    (code,) = [block for block in re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL) if "hookimpl" in block]
+    module = types.ModuleType("conditional_guide_example")
+    exec(compile(code, "docs/conditional.md", "exec"), module.__dict__)
+    registry = Registry(load_plugins([("guide", module)], entry_points=False))
+    settings = {"arch": "blob-mlp:hidden=8", "data": "two-blobs:count=64", "loss": "blob-acgan", "steps": 2,
+                "batch_size": 8, "z_dim": 4, "device": "cpu", "conditional": True}
+    trainer = Trainer(RunConfig.from_sources(None, settings), registry=registry)
+    trainer.train(tmp_path / "run")
+    assert trainer.run.data.class_names == ("left", "right") and trainer.discriminator.embed is not None
+    # Without --conditional the same plugin builds its plain networks: no embedding, no labels read.
+    plain = Trainer(RunConfig.from_sources(None, {**settings, "loss": "bce", "conditional": False}), registry=registry)
+    assert plain.generator.embed is None and plain.discriminator.class_logits is None
