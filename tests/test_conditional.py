@@ -474,3 +474,93 @@ def test_the_guide_example_trains_a_conditional_run(tmp_path):
     # Without --conditional the same plugin builds its plain networks: no embedding, no labels read.
     plain = Trainer(RunConfig.from_sources(None, {**settings, "loss": "bce", "conditional": False}), registry=registry)
     assert plain.generator.embed is None and plain.discriminator.class_logits is None
+
+
+# --- more hostile input -----------------------------------------------------------------------------------------
+
+
+def test_the_setting_round_trips_through_toml(tmp_path):
+    written = config(conditional=True)
+    (tmp_path / "run.toml").write_text(written.to_toml())
+    assert RunConfig.from_sources(tmp_path / "run.toml").conditional is True
+    (tmp_path / "bad.toml").write_text('conditional = "yes"\n')
+    with pytest.raises(GankitError, match="conditional must be bool"):
+        RunConfig.from_sources(tmp_path / "bad.toml")
+
+
+class UnpairedItems(Items):
+    def __getitem__(self, index):
+        return self.points[index]
+
+
+class OutOfRangeItems(Items):
+    def __getitem__(self, index):
+        return self.points[index], CLASSES
+
+
+@pytest.mark.parametrize("source, expected", [
+    (UnpairedItems, "its items are not (example, label) pairs"),
+    (OutOfRangeItems, "must be in [0, 3)"),
+])
+def test_bad_item_labels_are_refused_at_their_batch(source, expected):
+    stream = BatchStream(source(), 6, seed=0, device=torch.device("cpu"), num_classes=CLASSES)
+    with pytest.raises(GankitError) as raised:
+        stream.next_with_labels()
+    assert expected in str(raised.value)
+
+
+class StringOutputsLoss(ClassifyingLoss):
+    discriminator_outputs = "class_logits"
+
+
+def scores_only(*, shape, z_dim, num_classes: int = 0, discriminator_outputs: tuple = ()):
+    return conditional(shape=shape, z_dim=z_dim, num_classes=num_classes)
+
+
+class WrongOutputDiscriminator(Discriminator):
+    def forward(self, x, labels):
+        return super().forward(x, labels), {"features": x}
+
+
+def wrong_output(*, shape, z_dim, num_classes: int = 0, discriminator_outputs: tuple = ()):
+    generator, _ = conditional(shape=shape, z_dim=z_dim, num_classes=num_classes)
+    return generator, WrongOutputDiscriminator(shape, num_classes, ())
+
+
+class MoreArchitectures:
+    @gankit.hookimpl
+    def gankit_register_architectures(self, register):
+        register("scores-only", scores_only)
+        register("wrong-output", wrong_output)
+
+    @gankit.hookimpl
+    def gankit_register_losses(self, register):
+        register("string-outputs", StringOutputsLoss)
+
+
+@pytest.mark.parametrize("arch, loss, expected", [
+    ("condtest:cond", "more:string-outputs", "discriminator_outputs must be a tuple of names"),
+    ("more:scores-only", "condtest:classifying", "the discriminator must return (scores, {name: tensor})"),
+    ("more:wrong-output", "condtest:classifying", "the discriminator returned no class_logits output"),
+])
+def test_a_discriminator_without_the_outputs_a_loss_needs_is_refused(arch, loss, expected):
+    plugins = load_plugins([("condtest", Plugin()), ("more", MoreArchitectures())], entry_points=False)
+    with pytest.raises(GankitError) as raised:
+        Trainer(config(arch=arch, loss=loss), registry=Registry(plugins))
+    assert expected in str(raised.value)
+
+
+def test_damaged_class_metadata_is_refused(tmp_path):
+    from gankit.checkpoint import DamagedCheckpoint, check_metadata
+
+    for damaged in ({"num_classes": 1}, {"num_classes": "3"}, {"class_names": "abc"},
+                    {"num_classes": 3, "class_names": ["a", "b"]}):
+        with pytest.raises(DamagedCheckpoint):
+            check_metadata(tmp_path / "x.safetensors", {"step": 1, **damaged})
+
+
+def test_resume_cannot_switch_a_run_to_conditional(cli_plugins, tmp_path):
+    Trainer(config(conditional=False, arch="condtest:plain", steps=1), registry=registry()).train(tmp_path / "run")
+    result = runner.invoke(app, ["run", "--resume", str(tmp_path / "run"), "--conditional", "--steps", "2"])
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert result.exit_code != 0 and len(lines) == 1 and "--conditional cannot be changed" in lines[0], result.output
