@@ -94,6 +94,13 @@ class Unlabelled(Items):
         return self.points[index]
 
 
+class Undecodable(Points):
+    """Classes and shape declared up front, data that cannot be built: what fails first was checked before."""
+
+    def __init__(self, **_):
+        raise GankitError("the data was built")
+
+
 class Squares(DataSource):
     """Labelled 1x4x4 images, for the sample grid."""
 
@@ -195,6 +202,7 @@ class Plugin:
         register("items", Items)
         register("unlabelled", Unlabelled)
         register("squares", Squares)
+        register("undecodable", Undecodable)
 
     @gankit.hookimpl
     def gankit_register_losses(self, register):
@@ -399,7 +407,7 @@ def one_error_line(args: list[str], tmp_path) -> str:
      "fashion-mnist, cifar10, ring, grid, folder:classes=subfolders)"),
     (["--data", "condtest:items", "--arch", "condtest:plain"], "architecture 'condtest:plain' cannot condition"),
     # Classes known before the data is built: refused before it is.
-    (["--data", "condtest:points", "--arch", "condtest:plain"], "architecture 'condtest:plain' cannot condition"),
+    (["--data", "condtest:undecodable", "--arch", "condtest:plain"], "architecture 'condtest:plain' cannot condition"),
     (["--data", "condtest:points", "--arch", "condtest:no-outputs", "--loss", "condtest:classifying"],
      "needs the discriminator outputs class_logits, which architecture 'condtest:no-outputs' cannot give"),
     (["--data", "condtest:points", "--arch", "condtest:cond", "--loss", "condtest:wrong-signature"],
