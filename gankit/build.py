@@ -200,8 +200,8 @@ def build_run(config: RunConfig, registry: Registry | None = None) -> Run:
     networks = _step_networks(config, generator, discriminator, shape, device, distributed)
     evaluator = _build_evaluator(config, registry, source, shape, device)
     return Run(
-        config, registry, device, distributed, components, Data(source, shape, fingerprint, batches, num_classes, class_names),
-        objective,
+        config, registry, device, distributed, components,
+        Data(source, shape, fingerprint, batches, num_classes, class_names), objective,
         networks, optimizers, noise, fixed_noise, evaluator,
     )
 
@@ -390,9 +390,10 @@ def check_shapes(generator: nn.Module, discriminator: nn.Module, name: str, *, z
             if outputs:
                 scores = check_conditional_outputs(scores, name, outputs, 2)
             if not isinstance(scores, torch.Tensor) or tuple(scores.shape) != (2,):
+                got = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
                 raise GankitError(
                     f"architecture {name!r}: the discriminator must return one raw score per example "
-                    f"(shape (N,)), got {tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__}"
+                    f"(shape (N,)), got {got}"
                 )
     except GankitError:
         raise

@@ -181,7 +181,8 @@ class ClassifyingLoss(Loss):
     def generator_loss(self, fake_scores, *, fake_outputs, labels):
         self.received.append({"kind": "g", "fake": fake_outputs, "labels": labels})
         bce = nn.functional.binary_cross_entropy_with_logits
-        return bce(fake_scores, torch.ones_like(fake_scores)) + nn.functional.cross_entropy(fake_outputs["class_logits"], labels)
+        classified = nn.functional.cross_entropy(fake_outputs["class_logits"], labels)
+        return bce(fake_scores, torch.ones_like(fake_scores)) + classified
 
 
 class WrongSignatureLoss(ClassifyingLoss):
@@ -535,11 +536,16 @@ def wrong_output(*, shape, z_dim, num_classes: int = 0, discriminator_outputs: t
     return generator, WrongOutputDiscriminator(shape, num_classes, ())
 
 
+def always_outputs(*, shape, z_dim, num_classes: int = 0, discriminator_outputs: tuple = ()):
+    return conditional(shape=shape, z_dim=z_dim, num_classes=num_classes, discriminator_outputs=("class_logits",))
+
+
 class MoreArchitectures:
     @gankit.hookimpl
     def gankit_register_architectures(self, register):
         register("scores-only", scores_only)
         register("wrong-output", wrong_output)
+        register("always-outputs", always_outputs)
 
     @gankit.hookimpl
     def gankit_register_losses(self, register):
@@ -550,6 +556,7 @@ class MoreArchitectures:
     ("condtest:cond", "more:string-outputs", "discriminator_outputs must be a tuple of names"),
     ("more:scores-only", "condtest:classifying", "the discriminator must return (scores, {name: tensor})"),
     ("more:wrong-output", "condtest:classifying", "the discriminator returned no class_logits output"),
+    ("more:always-outputs", "bce", "must return one raw score per example (shape (N,)), got tuple"),
 ])
 def test_a_discriminator_without_the_outputs_a_loss_needs_is_refused(arch, loss, expected):
     plugins = load_plugins([("condtest", Plugin()), ("more", MoreArchitectures())], entry_points=False)
