@@ -17,6 +17,15 @@ from torch import nn
 
 from gankit.batches import BatchStream
 from gankit.components import DataSource, Loss, Regularizer
+from gankit.conditioning import (
+    architecture_context,
+    check_conditional_outputs,
+    data_classes,
+    discriminate,
+    generate,
+    loss_outputs,
+    planned_classes,
+)
 from gankit.config import RunConfig
 from gankit.distributed import Distributed
 from gankit.ema import GeneratorEMA
@@ -42,12 +51,15 @@ PARAMETER_BYTES = 4 * 4
 
 @dataclass
 class Data:
-    """The training data: its source, the shape of one example, its fingerprint and the batch stream."""
+    """The training data: its source, the shape of one example, its fingerprint and the batch stream, and in a
+    conditional run its classes (None otherwise, even when the source is labelled)."""
 
     source: DataSource
     shape: tuple[int, ...]
     fingerprint: str | None  # what ``DataSource.fingerprint()`` said; resume warns when it changed
     batches: BatchStream
+    num_classes: int | None = None
+    class_names: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -58,6 +70,8 @@ class Objective:
     regularizers: list[Regularizer]
     schedule: DiscriminatorSchedule
     generator_step_scores_real: bool  # decided once: the loss compares fakes with real scores
+    # The loss's extra discriminator outputs (checked once); non-empty: the losses get the keyword calls.
+    discriminator_outputs: tuple[str, ...] = ()
 
 
 @dataclass
@@ -79,16 +93,17 @@ class Networks:
         """The generator that samples and metrics use: the EMA copy when ``--ema`` is on."""
         return self.ema.module if self.ema is not None else self.generator
 
-    def generate(self, noise: torch.Tensor) -> torch.Tensor:
-        """Samples from the generator (its EMA when on) in eval mode (normalisation uses running statistics)."""
+    def generate(self, noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Samples from the generator (its EMA when on) in eval mode (normalisation uses running statistics);
+        ``labels`` (a conditional run) are the classes asked for."""
         if self.ema is not None:
             with torch.no_grad():
-                return self.ema.module(noise)
+                return generate(self.ema.module, noise, labels)
         was_training = self.generator.training
         self.generator.eval()
         try:
             with torch.no_grad():
-                return self.generator(noise)
+                return generate(self.generator, noise, labels)
         finally:
             self.generator.train(was_training)
 
@@ -153,18 +168,20 @@ def build_run(config: RunConfig, registry: Registry | None = None) -> Run:
     if not shape:
         raise GankitError(f"data source {data.component.name!r} does not declare its shape")
     fingerprint = data_fingerprint(source, data.component.name)
+    num_classes, class_names = data_classes(source, data.component.name) if config.conditional else (None, None)
     loss, regularizers = _build_objective_components(config, registry, data)
     scores_real = generator_needs_real_scores(loss.value, loss.component.qualified_name)
+    outputs = loss_outputs(loss.value, loss.component.qualified_name, needs_real_scores=scores_real)
     built_regularizers = [built.value for built in regularizers]
     schedule = DiscriminatorSchedule(config, loss=loss.value, regularizers=built_regularizers)
-    objective = Objective(loss.value, built_regularizers, schedule, scores_real)
+    objective = Objective(loss.value, built_regularizers, schedule, scores_real, outputs)
     # Under torchrun each process takes its rank's device and joins the process group.
     distributed = Distributed.from_environment()
     device = distributed.device(resolve_device(config.device))
     check_precision(config.precision, device)
     distributed.join(device)
     seed_everything(config.seed)
-    arch = _build_architecture(config, registry, data, shape, objective, device)
+    arch = _build_architecture(config, registry, data, shape, objective, device, num_classes=num_classes)
     _record_specs(config, registry, arch, loss, data, regularizers, shape)
     components = {
         "architecture": arch.component, "loss": loss.component, "data": data.component,
@@ -174,7 +191,7 @@ def build_run(config: RunConfig, registry: Registry | None = None) -> Run:
     optimizers = _build_optimizers(config, generator, discriminator, device)
     batches = BatchStream(
         source, config.batch_size, seed=config.seed, device=device,
-        rank=distributed.rank, world_size=distributed.world_size,
+        rank=distributed.rank, world_size=distributed.world_size, num_classes=num_classes,
     )
     # Separate generators keep the noise stream and the fixed sample noise independent of the networks.
     noise = torch.Generator(device=device).manual_seed(config.seed)
@@ -183,7 +200,8 @@ def build_run(config: RunConfig, registry: Registry | None = None) -> Run:
     networks = _step_networks(config, generator, discriminator, shape, device, distributed)
     evaluator = _build_evaluator(config, registry, source, shape, device)
     return Run(
-        config, registry, device, distributed, components, Data(source, shape, fingerprint, batches), objective,
+        config, registry, device, distributed, components,
+        Data(source, shape, fingerprint, batches, num_classes, class_names), objective,
         networks, optimizers, noise, fixed_noise, evaluator,
     )
 
@@ -212,11 +230,16 @@ def _build_objective_components(config: RunConfig, registry: Registry, data: Bui
 
 
 def _build_architecture(config: RunConfig, registry: Registry, data: Built, shape: tuple[int, ...],
-                        objective: Objective, device: torch.device) -> Built:
+                        objective: Objective, device: torch.device, *, num_classes: int | None) -> Built:
     """The (generator, discriminator) pair, prepared by the regularizers, on ``device`` and dry-run checked."""
-    registry.resolve("architecture", config.arch)  # an unknown name or option fails with its own message
+    # An unknown name or option fails with its own message; an architecture that cannot condition, here.
+    component, _ = registry.resolve("architecture", config.arch)
+    context = architecture_context(
+        component.factory, component.qualified_name, num_classes=num_classes,
+        outputs=objective.discriminator_outputs, loss_name=config.loss,
+    )
     try:
-        arch = registry.build("architecture", config.arch, shape=shape, z_dim=config.z_dim)
+        arch = registry.build("architecture", config.arch, shape=shape, z_dim=config.z_dim, **context)
     except GankitError as error:
         # The factory knows the shape, not where it came from: name both sides of a mismatch.
         raise GankitError(
@@ -235,7 +258,8 @@ def _build_architecture(config: RunConfig, registry: Registry, data: Built, shap
     generator.to(device)
     discriminator.to(device)
     check_shapes(
-        generator, discriminator, arch.component.qualified_name, z_dim=config.z_dim, shape=shape, device=device
+        generator, discriminator, arch.component.qualified_name, z_dim=config.z_dim, shape=shape, device=device,
+        num_classes=num_classes, outputs=objective.discriminator_outputs,
     )
     return arch
 
@@ -328,9 +352,15 @@ def check_before_data(config: RunConfig, registry: Registry) -> int:
         return 0
     shape = tuple(int(s) for s in shape)
     arch, arch_options = registry.resolve("architecture", config.arch)
+    conditional = {}
+    if config.conditional:
+        num_classes = planned_classes(component.factory)
+        if num_classes is None:  # the classes are known once the data is built: checked then
+            return 0
+        conditional = architecture_context(arch.factory, arch.qualified_name, num_classes=num_classes, outputs=())
     try:
         with torch.device("meta"):
-            networks = arch.factory(shape=shape, z_dim=config.z_dim, **arch_options)
+            networks = arch.factory(shape=shape, z_dim=config.z_dim, **conditional, **arch_options)
     except GankitError as error:
         raise GankitError(
             f"architecture {config.arch!r} for data {component.name!r} of shape {shape}: {error}"
@@ -342,22 +372,28 @@ def check_before_data(config: RunConfig, registry: Registry) -> int:
     return parameters * PARAMETER_BYTES
 
 
-def check_shapes(generator: nn.Module, discriminator: nn.Module, name: str, *, z_dim: int, shape, device) -> None:
-    """A dry run in eval mode on zeros: catches a wrong architecture before any training, changes nothing."""
+def check_shapes(generator: nn.Module, discriminator: nn.Module, name: str, *, z_dim: int, shape, device,
+                 num_classes: int | None = None, outputs: tuple[str, ...] = ()) -> None:
+    """A dry run in eval mode on zeros (with labels 0 and 1 in a conditional run, and the extra outputs a loss
+    asks for): catches a wrong architecture before any training, changes nothing."""
     generator.eval()
     discriminator.eval()
+    labels = None if num_classes is None else torch.arange(2, device=device) % num_classes
     try:
         with torch.no_grad():
-            fake = generator(torch.zeros(2, z_dim, device=device))
+            fake = generate(generator, torch.zeros(2, z_dim, device=device), labels)
             if tuple(fake.shape) != (2, *shape):
                 raise GankitError(
                     f"architecture {name!r} generates shape {tuple(fake.shape[1:])}, the data has {shape}"
                 )
-            scores = discriminator(fake)
-            if tuple(scores.shape) != (2,):
+            scores, _ = discriminate(discriminator, fake, labels)
+            if outputs:
+                scores = check_conditional_outputs(scores, name, outputs, 2)
+            if not isinstance(scores, torch.Tensor) or tuple(scores.shape) != (2,):
+                got = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
                 raise GankitError(
                     f"architecture {name!r}: the discriminator must return one raw score per example "
-                    f"(shape (N,)), got {tuple(scores.shape)}"
+                    f"(shape (N,)), got {got}"
                 )
     except GankitError:
         raise

@@ -307,6 +307,9 @@ METADATA_SHAPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "step": (_non_negative_int, "a non-negative integer"),
     "shape": (lambda v: isinstance(v, list) and len(v) > 0 and all(_positive_int(n) for n in v), "a list of positive integers"),
     "z_dim": (_positive_int, "a positive integer"),
+    # A conditional run's classes (docs/conditional.md); absent otherwise.
+    "num_classes": (lambda v: _positive_int(v) and v >= 2, "an integer of at least 2"),
+    "class_names": (lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v), "a list of strings"),
     "config": (lambda v: isinstance(v, dict), "a table"),
     "num_classes": (lambda v: _is_int(v) and v >= 2, "an integer of at least 2"),
     "class_names": (lambda v: isinstance(v, list) and all(isinstance(name, str) for name in v), "a list of strings"),
@@ -344,6 +347,11 @@ def check_metadata(path: Path, metadata: Any) -> None:
             raise DamagedCheckpoint(
                 f"checkpoint {path} has damaged metadata: {key} must be {expected}, got {_short(json.dumps(metadata[key]))}"
             )
+    names, count = metadata.get("class_names"), metadata.get("num_classes")
+    if names is not None and count is not None and len(names) != count:
+        raise DamagedCheckpoint(
+            f"checkpoint {path} has damaged metadata: {len(names)} class_names for num_classes {count}"
+        )
     _check_recorded_config(path, metadata.get("config", {}))
 
 

@@ -56,6 +56,13 @@ class Loss(TrainingPolicy):
     # them as ``generator_loss(fake_scores, real_scores=...)`` (relativistic losses). False (the default):
     # ``generator_loss(fake_scores)``, and the generator step costs no extra forward pass.
     generator_needs_real_scores: ClassVar[bool] = False
+    # The discriminator's extra outputs the loss needs, e.g. ``("class_logits",)`` (docs/conditional.md). Non-empty:
+    # the architecture is built with ``discriminator_outputs=`` and its discriminator returns ``(scores, {name:
+    # tensor})``; the engine then calls ``discriminator_loss(real_scores, fake_scores, *, real_outputs,
+    # fake_outputs, labels)`` and ``generator_loss(fake_scores, *, fake_outputs, labels)`` (plus ``real_scores=``
+    # as above), with the dicts the discriminator returned and the batch's class labels (``None`` in a run that is
+    # not conditional). Empty (the default): the calls below, exactly.
+    discriminator_outputs: ClassVar[tuple[str, ...]] = ()
 
     def discriminator_loss(self, real_scores, fake_scores):
         """Scalar loss the discriminator minimises, from scores of shape ``(N,)`` on real and fake data."""
@@ -109,9 +116,17 @@ class DataSource:
 
     Implement ``__len__`` and ``__getitem__`` (returning one float tensor), or ``tensor()`` when the whole
     dataset fits in memory: the engine then draws batches by index from it, with no per-item Python work.
+
+    A labelled source (``num_classes`` set, at least 2) serves class labels too: ``labels()`` aligned with
+    ``tensor()``, or ``(example, label)`` items from ``__getitem__``. The engine reads them only in a run with
+    ``--conditional`` (docs/conditional.md) and ignores them otherwise.
     """
 
     shape: tuple[int, ...] = ()
+    # Set (>= 2) when the examples have classes; a class attribute when every instance has the same classes,
+    # so that the engine can check the architecture before the data is decoded.
+    num_classes: int | None = None
+    class_names: tuple[str, ...] | None = None  #: one name per class, e.g. ("0", ..., "9"); None: their indices
     recommended: ClassVar[Mapping[str, Any]] = {}
     # True: the engine mirrors each image left-right with probability 1/2 per epoch (seeded, so resumable).
     horizontal_flip: bool = False
@@ -139,6 +154,11 @@ class DataSource:
         """
         return None
 
+    def labels(self):
+        """The class of every example of ``tensor()``: an int64 tensor ``(N,)`` with values in
+        ``[0, num_classes)``. ``None`` (the default): the source has no labels, or serves them as items."""
+        return None
+
     def fingerprint(self) -> str | None:
         """A short string that changes when the examples change (files added, removed or rewritten; other
         settings of an embedded dataset). Checkpoints record it and ``--resume`` warns when it differs.
@@ -162,9 +182,11 @@ class Metric:
     def check(self, *, shape, data) -> None:
         """Raise ``GankitError`` when this metric cannot score samples of ``shape`` from this data source."""
 
-    def evaluate(self, samples, *, data) -> dict:
+    def evaluate(self, samples, *, data, labels=None) -> dict:
         """Scores (plain floats, including ``key``) of ``samples``: a CPU float tensor ``(N, *shape)`` in the
-        data's range ([-1, 1] for images). ``data`` is the run's DataSource, for metrics that compare with it."""
+        data's range ([-1, 1] for images). ``data`` is the run's DataSource, for metrics that compare with it.
+        ``labels`` (an int64 tensor ``(N,)``): the class each sample was asked for, given when the run is
+        conditional and the signature accepts ``labels``."""
         raise NotImplementedError
 
 

@@ -91,6 +91,12 @@ class RunConfig:
         help="Decode image folders in memory; neither read nor write the decoded-image cache.",
         details="TOML `data_cache = false`.",
     )
+    conditional: bool = setting(
+        False, section="Components",
+        help="Train a class-conditional GAN: both networks get each example's class label (labelled data only).",
+        details="The data must have classes and the architecture must condition on them; samples show one row per "
+                "class. TOML `conditional = true`; see [conditional.md](conditional.md).",
+    )
     batch_size: int = setting(
         64, positive=True, section="Training", metavar="N", bench=True, help="Real examples per discriminator step (and fakes per step).",
     )

@@ -62,9 +62,9 @@ class Trainer:
         ``discriminator_steps``, adjusted by the ``--d-steps-boost*`` settings (gankit/schedule.py)."""
         return self.run.objective.schedule(step)
 
-    def generate(self, noise: torch.Tensor) -> torch.Tensor:
-        """Samples from the generator (its EMA when on) in eval mode."""
-        return self.run.networks.generate(noise)
+    def generate(self, noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Samples from the generator (its EMA when on) in eval mode; ``labels``: the classes of a conditional run."""
+        return self.run.networks.generate(noise, labels)
 
     def __getattr__(self, name: str):
         """Reads ``name`` from the parts of the run, then from the training state (``step``, ``guard``)."""

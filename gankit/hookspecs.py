@@ -122,6 +122,14 @@ def component_hooks() -> dict[str, Callable]:
         ContextArgument("shape", "tuple[int, ...]", "the data's shape without the batch dimension, e.g. `(1, 32, 32)`"
                         " for the digits, `(3, 96, 96)` for anime faces, `(2,)` for 2-D points"),
         ContextArgument("z_dim", "int", "the noise size (`--z-dim`)"),
+        ContextArgument("num_classes", "int", "the data's number of classes: build class-conditional networks,"
+                        " called `generator(z, labels)` and `discriminator(x, labels)` with int64 labels `(N,)`;"
+                        " a factory that does not accept it cannot condition and `--conditional` is refused",
+                        when="when the run is conditional (`--conditional`)"),
+        ContextArgument("discriminator_outputs", "tuple[str, ...]", "the extra outputs the loss needs, e.g."
+                        " `(\"class_logits\",)`: the discriminator then returns `(scores, {name: tensor})`; a factory"
+                        " that does not accept it is refused for such a loss",
+                        when="when the loss declares `discriminator_outputs`"),
     ),
 )
 def gankit_register_architectures(register: Register) -> None:
@@ -136,6 +144,9 @@ def gankit_register_architectures(register: Register) -> None:
       Before decoding the data, gankit may call the factory once under `torch.device("meta")` to check the
       shape and count the parameters (a factory that fails there is simply built again on the real device);
       before training it runs both networks once on zeros and refuses wrong output shapes.
+    - Without the conditional context below, the factory builds exactly its unconditional networks (same
+      parameter names, same random draws). `class_logits` (the ACGAN output) is `(N, num_classes)` raw logits.
+      [conditional.md](conditional.md) shows a conditional architecture.
     """
 
 
@@ -158,6 +169,13 @@ def gankit_register_losses(register: Register) -> None:
       winning outright, for the collapse check (default `abs(record["d_loss"]) < threshold`);
     - `check(*, config, regularizers)` (optional): raise `GankitError` before training when the settings or the
       regularizers do not suit the loss.
+
+    A loss that needs more of the discriminator than its scores names the outputs in the class attribute
+    `discriminator_outputs` (e.g. `("class_logits",)`); the engine then calls
+    `discriminator_loss(real_scores, fake_scores, *, real_outputs, fake_outputs, labels)` and
+    `generator_loss(fake_scores, *, fake_outputs, labels)` (plus `real_scores=` as above), where `*_outputs` are
+    the dicts the discriminator returned and `labels` the batch's classes (`None` unless `--conditional`). It
+    checks these signatures once before training ([conditional.md](conditional.md)).
 
     [plugins.md](plugins.md#losses) has an example that uses each of them, and
     [losses.md](losses.md#policy-in-the-loss) how the schedule combines with regularizers and flags.
@@ -220,6 +238,10 @@ def gankit_register_data_sources(register: Register) -> None:
     is decoded, so that a mismatched architecture fails at once; it receives the whole context and the user's
     options, so end its signature with `**_`. Image sources share the public module `gankit.images`
     ([data.md](data.md#writing-an-image-source)).
+
+    A labelled source sets `num_classes` (at least 2; a class attribute when known before building) and
+    optionally `class_names`, and serves labels with `labels()` (int64 `(N,)`, aligned with `tensor()`) or as
+    `(example, label)` items. They are read only by runs with `--conditional` ([conditional.md](conditional.md)).
     """
 
 
@@ -247,7 +269,8 @@ def gankit_register_metrics(register: Register) -> None:
     `--eval-every` keeps `best.safetensors`), `higher_is_better`, `sample_count` (the default `-n`),
     `check(*, shape, data)` (raise `GankitError` when it cannot score that data, before any training) and
     `evaluate(samples, *, data) -> dict[str, float]`, where `samples` is a CPU float tensor `(N, *shape)` and
-    `data` the run's `DataSource`.
+    `data` the run's `DataSource`. For a conditional run or checkpoint, `evaluate(samples, *, data, labels)` also
+    gets the int64 classes `(N,)` the samples were drawn for, when its signature accepts `labels`.
     """
 
 

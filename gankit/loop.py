@@ -13,6 +13,7 @@ from typing import Callable, Iterable
 import torch
 
 from gankit.build import Run
+from gankit.conditioning import GRID_COLUMNS, grid_inputs
 from gankit.checkpoint import CheckpointKeeper, list_checkpoints, remove_partial_writes, write_atomic
 from gankit.config import RunConfig
 from gankit.divergence import Divergence, Decision, nonfinite_tensors
@@ -186,15 +187,22 @@ class TrainingLoop:
 
 def write_samples(run: Run, path: Path) -> Path:
     """The sample grid of the fixed noise; for vector data more points than a grid holds, from noise fixed by
-    the seed: .npy, and a scatter PNG in 2-D."""
-    samples = run.networks.generate(run.fixed_noise)
+    the seed: .npy, and a scatter PNG in 2-D. A conditional run's grid has one row per class, column j from the
+    same noise in every row; its vector samples take the classes in turn and are coloured by class."""
+    num_classes = run.data.num_classes
+    noise, labels = (run.fixed_noise, None) if num_classes is None else grid_inputs(run.fixed_noise, num_classes)
+    samples = run.networks.generate(noise, labels)
     if samples.dim() == 4:
-        return save_grid(samples, path, nrow=8)
+        return save_grid(samples, path, nrow=GRID_COLUMNS)
     fixed = torch.Generator().manual_seed(run.config.seed + 1)
-    noise = torch.randn(VECTOR_SAMPLE_COUNT, run.config.z_dim, generator=fixed)
+    noise = torch.randn(VECTOR_SAMPLE_COUNT, run.config.z_dim, generator=fixed).to(run.device)
+    labels = None if num_classes is None else torch.arange(VECTOR_SAMPLE_COUNT, device=run.device) % num_classes
     data = run.data.batches.data
     reference = data[:VECTOR_SAMPLE_COUNT].cpu() if data is not None else None
-    return write_vector_samples(run.networks.generate(noise.to(run.device)), path, reference=reference)
+    return write_vector_samples(
+        run.networks.generate(noise, labels), path, reference=reference,
+        classes=None if labels is None else labels.cpu(),
+    )
 
 
 def lr_factor(config: RunConfig, step: int) -> float:

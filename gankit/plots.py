@@ -17,6 +17,9 @@ EVOLUTION_GIF = "evolution.gif"
 # (Loss.statistics), in the colours that follow.
 LOSS_SERIES = (("d_loss", (31, 119, 180)), ("g_loss", (255, 127, 14)))
 STATISTIC_COLOURS = ((44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75), (227, 119, 194), (127, 127, 127))
+# Points of a conditional run's scatter, by class (the tab10 palette, repeating after ten classes).
+CLASS_COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+                 (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
 # What the engine logs at every interval besides the losses; any other value is a loss's statistic.
 ENGINE_VALUES = ("step", "img_per_s", "score_real", "score_fake")
 MAX_GIF_FRAMES = 60
@@ -195,10 +198,10 @@ def write_run_outputs(run_dir: str | Path) -> dict[str, Path]:
 
 
 def scatter_plot(points, path: str | Path, *, reference=None, bounds: tuple[float, float, float, float] | None = None,
-                 size: int = 400, title: str = "") -> Path:
+                 size: int = 400, title: str = "", classes=None) -> Path:
     """2-D points (an (N, 2) array) as dots over optional grey ``reference`` points (e.g. real data), saved
     to ``path``; see :func:`scatter_image`."""
-    image = scatter_image(points, reference=reference, bounds=bounds, size=size, title=title)
+    image = scatter_image(points, reference=reference, bounds=bounds, size=size, title=title, classes=classes)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)
@@ -206,11 +209,11 @@ def scatter_plot(points, path: str | Path, *, reference=None, bounds: tuple[floa
 
 
 def scatter_image(points, *, reference=None, bounds: tuple[float, float, float, float] | None = None,
-                  size: int = 400, title: str = "") -> Image.Image:
+                  size: int = 400, title: str = "", classes=None) -> Image.Image:
     """2-D points (an (N, 2) array) as dots over optional grey ``reference`` points (e.g. real data).
 
     ``bounds`` (x_min, x_max, y_min, y_max) default to the reference's extent (so frames of a run line up),
-    else the points'; both with a 10% margin.
+    else the points'; both with a 10% margin. ``classes`` (one integer per point) colours the points by class.
     """
     import numpy as np
 
@@ -236,18 +239,20 @@ def scatter_image(points, *, reference=None, bounds: tuple[float, float, float, 
         for x, y in reference_points:
             px, py = to_pixel(x, y)
             draw.ellipse([px - 1.5, py - 1.5, px + 1.5, py + 1.5], fill=(200, 200, 200))
-    for x, y in points:
+    colours = [CLASS_COLOURS[int(c) % len(CLASS_COLOURS)] for c in classes] if classes is not None else None
+    for index, (x, y) in enumerate(points):
         if math.isfinite(x) and math.isfinite(y):
             px, py = to_pixel(x, y)
-            draw.ellipse([px - 1.5, py - 1.5, px + 1.5, py + 1.5], fill=(31, 119, 180))
+            draw.ellipse([px - 1.5, py - 1.5, px + 1.5, py + 1.5], fill=colours[index] if colours else (31, 119, 180))
     draw.rectangle([0, 0, size - 1, size - 1], outline="black")
     if title:
         draw.text((6, 4), title, fill="black", font=_font(12))
     return image
 
 
-def write_vector_samples(samples, path: str | Path, *, reference=None) -> Path:
-    """Non-image samples: the raw array as ``.npy``, plus a scatter PNG (returned) for 2-D data."""
+def write_vector_samples(samples, path: str | Path, *, reference=None, classes=None) -> Path:
+    """Non-image samples: the raw array as ``.npy``, plus a scatter PNG (returned) for 2-D data, its points
+    coloured by ``classes`` when given."""
     import numpy as np
 
     path = Path(path)
@@ -256,5 +261,5 @@ def write_vector_samples(samples, path: str | Path, *, reference=None) -> Path:
     npy = path.with_suffix(".npy")
     np.save(npy, array)
     if array.ndim == 2 and array.shape[1] == 2:
-        return scatter_plot(array, path.with_suffix(".png"), reference=reference, title=path.stem)
+        return scatter_plot(array, path.with_suffix(".png"), reference=reference, title=path.stem, classes=classes)
     return npy

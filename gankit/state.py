@@ -125,6 +125,9 @@ class TrainState:
             "guard": self.guard.state_dict(),
             "data_fingerprint": run.data.fingerprint,  # resume warns when the data changed since
         }
+        if run.data.num_classes is not None:  # sample and eval rebuild the conditional generator from these
+            metadata["num_classes"] = run.data.num_classes
+            metadata["class_names"] = list(run.data.class_names)
         return tensors, metadata
 
     def load_state_dict(self, tensors: dict[str, torch.Tensor], metadata: dict[str, Any], *, source: Path,

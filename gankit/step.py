@@ -6,12 +6,17 @@
     generator update:             the last fake batch again (generator_noise = "reuse", the article's DCGAN)
                                   or a fresh one ("fresh", the WGAN reference); D frozen: G loss on D(fake),
                                   and on D(last real batch) for losses that ask for it (relativistic ones)
+
+A conditional run (docs/conditional.md) draws each real batch with its labels; the fakes of that step are
+G(z, labels), D scores D(x, labels), and the generator update uses the last step's labels. Losses that declare
+discriminator_outputs get the discriminator's extra outputs and the labels as keywords.
 """
 from __future__ import annotations
 
 import torch
 
 from gankit.build import Run
+from gankit.conditioning import ScoresOnly, discriminate, generate
 from gankit.precision import autocast, backward_and_step, batch_to_channels_last
 
 
@@ -23,23 +28,30 @@ def train_step(run: Run, step: int) -> dict[str, torch.Tensor]:
     optimizers, batches = run.optimizers, run.data.batches
     d_steps = run.objective.schedule(step)
     fresh_noise = config.generator_noise == "fresh"
+    conditional, outputs = run.data.num_classes is not None, bool(run.objective.discriminator_outputs)
     for d_step in range(d_steps):
-        real = batches.next()
+        real, labels = batches.next_with_labels() if conditional else (batches.next(), None)
         if networks.channels_last:
             real = batch_to_channels_last(real)
         z = distributed.draw_noise(real.shape[0], config.z_dim, device=device, generator=run.noise)
         reused = d_step == d_steps - 1 and not fresh_noise
         # Only a fake batch the generator update reuses needs a graph.
         with torch.set_grad_enabled(reused), autocast(config.precision, device):
-            fake = G(z)
+            fake = generate(G, z, labels)
         with autocast(config.precision, device):
-            real_scores = D(real)
-            fake_scores = D(fake.detach())
-            d_loss = loss.discriminator_loss(real_scores, fake_scores)
+            real_scores, real_outputs = discriminate(D, real, labels, outputs=outputs)
+            fake_scores, fake_outputs = discriminate(D, fake.detach(), labels, outputs=outputs)
+            if outputs:
+                d_loss = loss.discriminator_loss(
+                    real_scores, fake_scores, real_outputs=real_outputs, fake_outputs=fake_outputs, labels=labels
+                )
+            else:
+                d_loss = loss.discriminator_loss(real_scores, fake_scores)
+            # The plain module: penalties may differentiate twice, which DDP and compile do not support.
+            penalized = ScoresOnly(discriminator, labels, outputs=outputs) if conditional or outputs else discriminator
             for regularizer in regularizers:
-                # The plain module: penalties may differentiate twice, which DDP and compile do not support.
                 penalty = regularizer.penalty(
-                    discriminator=discriminator, real=real, fake=fake.detach(), real_scores=real_scores,
+                    discriminator=penalized, real=real, fake=fake.detach(), real_scores=real_scores,
                     fake_scores=fake_scores, step=step,
                 )
                 if penalty is not None:
@@ -52,17 +64,11 @@ def train_step(run: Run, step: int) -> dict[str, torch.Tensor]:
     if fresh_noise:
         z = distributed.draw_noise(config.batch_size, config.z_dim, device=device, generator=run.noise)
         with autocast(config.precision, device):
-            fake = G(z)
+            fake = generate(G, z, labels)  # the fresh fakes take the last real batch's labels
     # Generator update; D's weights are frozen so no gradient is computed for them.
     discriminator.requires_grad_(False)
     with autocast(config.precision, device):
-        if run.objective.generator_step_scores_real:
-            # Scores of the current D on the batch its last update saw; only for losses that compare with them.
-            g_loss = loss.generator_loss(
-                networks.frozen_discriminator(fake), real_scores=networks.frozen_discriminator(real)
-            )
-        else:
-            g_loss = loss.generator_loss(networks.frozen_discriminator(fake))
+        g_loss = _generator_loss(run, fake, real, labels, outputs=outputs)
     optimizers.optimizer_g.zero_grad(set_to_none=True)
     backward_and_step(g_loss, optimizers.optimizer_g, optimizers.scaler_g, config.grad_clip_norm)
     if networks.ema is not None:
@@ -78,3 +84,15 @@ def train_step(run: Run, step: int) -> dict[str, torch.Tensor]:
         }
         stats.update({k: v.detach() for k, v in loss.statistics(real_scores.detach(), fake_scores.detach()).items()})
     return stats
+
+
+def _generator_loss(run: Run, fake: torch.Tensor, real: torch.Tensor, labels: torch.Tensor | None, *,
+                    outputs: bool) -> torch.Tensor:
+    """The generator's loss on the frozen discriminator's view of ``fake`` (with the labels they were made for)."""
+    frozen, loss = run.networks.frozen_discriminator, run.objective.loss
+    fake_scores, fake_outputs = discriminate(frozen, fake, labels, outputs=outputs)
+    keywords = {"fake_outputs": fake_outputs, "labels": labels} if outputs else {}
+    if run.objective.generator_step_scores_real:
+        # Scores of the current D on the batch its last update saw; only for losses that compare with them.
+        keywords["real_scores"] = discriminate(frozen, real, labels, outputs=outputs)[0]
+    return loss.generator_loss(fake_scores, **keywords)
