@@ -198,7 +198,7 @@ def build_run(config: RunConfig, registry: Registry | None = None) -> Run:
     fixed = torch.Generator().manual_seed(config.seed + 1)
     fixed_noise = torch.randn(SAMPLE_COUNT, config.z_dim, generator=fixed).to(device)
     networks = _step_networks(config, generator, discriminator, shape, device, distributed)
-    evaluator = _build_evaluator(config, registry, source, shape, device)
+    evaluator = _build_evaluator(config, registry, source, shape, device, num_classes)
     return Run(
         config, registry, device, distributed, components,
         Data(source, shape, fingerprint, batches, num_classes, class_names), objective,
@@ -309,7 +309,8 @@ def _step_networks(config: RunConfig, generator: nn.Module, discriminator: nn.Mo
     )
 
 
-def _build_evaluator(config: RunConfig, registry: Registry, source, shape, device) -> TrainingEvaluator | None:
+def _build_evaluator(config: RunConfig, registry: Registry, source, shape, device,
+                     num_classes: int | None = None) -> TrainingEvaluator | None:
     """The evaluator of ``--eval-every N --metric NAME`` (None when ``eval_every`` is 0).
 
     Unless the user chose ``best_metric``, the metric's headline value becomes it (with the metric's
@@ -331,7 +332,8 @@ def _build_evaluator(config: RunConfig, registry: Registry, source, shape, devic
         source=f"metric {built.component.name!r}",
     )
     return TrainingEvaluator(
-        built, count=config.eval_count, seed=config.seed + 2, data=source, z_dim=config.z_dim, device=device
+        built, count=config.eval_count, seed=config.seed + 2, data=source, z_dim=config.z_dim, device=device,
+        num_classes=num_classes,
     )
 
 

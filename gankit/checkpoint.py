@@ -311,8 +311,6 @@ METADATA_SHAPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "num_classes": (lambda v: _positive_int(v) and v >= 2, "an integer of at least 2"),
     "class_names": (lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v), "a list of strings"),
     "config": (lambda v: isinstance(v, dict), "a table"),
-    "num_classes": (lambda v: _is_int(v) and v >= 2, "an integer of at least 2"),
-    "class_names": (lambda v: isinstance(v, list) and all(isinstance(name, str) for name in v), "a list of strings"),
     "states": (lambda v: isinstance(v, dict), "a table"),
     "batches": (
         lambda v: isinstance(v, dict) and _non_negative_int(v.get("epoch")) and _non_negative_int(v.get("position")),
@@ -348,9 +346,10 @@ def check_metadata(path: Path, metadata: Any) -> None:
                 f"checkpoint {path} has damaged metadata: {key} must be {expected}, got {_short(json.dumps(metadata[key]))}"
             )
     names, count = metadata.get("class_names"), metadata.get("num_classes")
-    if names is not None and count is not None and len(names) != count:
+    if names is not None and (len(names) != count or len(set(names)) != len(names)):
         raise DamagedCheckpoint(
-            f"checkpoint {path} has damaged metadata: {len(names)} class_names for num_classes {count}"
+            f"checkpoint {path} has damaged metadata: class_names must be num_classes distinct names, "
+            f"got {len(names)} for num_classes {_short(json.dumps(count))}"
         )
     _check_recorded_config(path, metadata.get("config", {}))
 

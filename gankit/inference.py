@@ -87,12 +87,6 @@ def _check_sampleable(path: Path, tensors: dict[str, torch.Tensor], metadata: di
     # load_checkpoint has checked the types of the entries present; these must be present too.
     if "arch" not in metadata.get("config", {}) or "shape" not in metadata or "z_dim" not in metadata:
         raise DamagedCheckpoint(f"checkpoint {path} lacks the architecture, shape or z_dim in its metadata")
-    names = metadata.get("class_names")
-    if names is not None and (len(names) != metadata.get("num_classes") or len(set(names)) != len(names)):
-        raise DamagedCheckpoint(
-            f"checkpoint {path} has damaged metadata: class_names must be num_classes distinct names, "
-            f"got {len(names)} for num_classes {shortened(metadata.get('num_classes'))}"
-        )
     weights = "generator_ema" if ema and unprefixed("generator_ema", tensors) else "generator"
     # NaN weights would sample an all-black picture and exit 0.
     require_finite(path, tensors, (weights,))
