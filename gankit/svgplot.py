@@ -116,7 +116,7 @@ def _marker(frame: Frame, marker: Marker) -> str:
                 f'stroke-width="2.5"/><text x="{x + 9:.1f}" y="{y - 8:.1f}" fill="{marker.colour}">{label}</text>'
                 f"<title>{label}</title></g>")
     return (f'<g class="marker"><line x1="{x:.1f}" y1="{TOP}" x2="{x:.1f}" y2="{HEIGHT - BOTTOM}" stroke="{marker.colour}" '
-            f'stroke-dasharray="4 3" stroke-width="1.5"/><text x="{x + 3:.1f}" y="{TOP + 12}" fill="{marker.colour}">'
+            f'stroke-dasharray="4 3" stroke-width="1.5"/><text x="{x + 3:.1f}" y="{HEIGHT - BOTTOM - 5}" fill="{marker.colour}">'
             f"{label}</text><title>{label}</title></g>")
 
 
