@@ -619,7 +619,8 @@ def report(
     from gankit.report import write_report
 
     written = write_report(folder, out, overwrite=overwrite)
-    others = f" and {len(written) - 1} run reports beside their runs" if len(written) > 1 else ""
+    runs = len(written) - 1
+    others = f" and {runs} run report{'s' if runs > 1 else ''} beside the runs" if runs else ""
     typer.echo(f"Wrote {written[0]}{others}")
 
 

@@ -114,7 +114,8 @@ def _read_jsonl(record: RunRecord, name: str) -> list[dict[str, Any]]:
             row = json.loads(line)
         except (ValueError, RecursionError):
             row = None
-        if isinstance(row, dict) and isinstance(row.get("step"), int) and not isinstance(row["step"], bool):
+        step = row.get("step") if isinstance(row, dict) else None
+        if isinstance(step, int) and not isinstance(step, bool) and step >= 0:
             rows.append(row)
         else:
             damaged += 1

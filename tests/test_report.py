@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
 import shutil
 import statistics
@@ -143,6 +144,19 @@ def test_the_status_says_interrupted_or_diverged_and_events_go_on_the_timeline(r
     charts = re.findall(r'<svg class="chart".*?</svg>', html, re.S)
     assert all(">rollback</text>" in chart and ">stop</text>" in chart for chart in charts)
     assert "<td>d_loss is nan</td>" in html  # the events table
+
+
+def test_a_run_another_process_is_writing_is_reported_as_running(ring_run, tmp_path):
+    import fcntl
+
+    run = copy_run(ring_run, tmp_path)
+    descriptor = os.open(run / ".gankit.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)  # as a training process holds it (gankit/runfolder.py)
+        assert 'class="status running"' in report(run).read_text(encoding="utf-8")
+    finally:
+        os.close(descriptor)
+    assert 'class="status finished"' in report(run, "--overwrite").read_text(encoding="utf-8")
 
 
 def test_damaged_logs_and_missing_files_are_named_in_the_report(ring_run, tmp_path):
