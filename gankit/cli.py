@@ -666,6 +666,27 @@ def evaluate(
     console.print(table)
 
 
+# -- gankit report -----------------------------------------------------------------------------------
+
+
+@app.command()
+def report(
+    folder: Annotated[Path, typer.Argument(help="A run folder, or a sweep: a folder of run folders.")],
+    out: Annotated[
+        Optional[Path], typer.Option(help="The HTML file to write (default: FOLDER/report.html).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing reports (atomically: never half-written).")] = False,
+) -> None:
+    """Write one self-contained HTML report (opens offline): a run's curves, samples, events, checkpoints,
+    plugins and config; for a sweep, the compare table and overlaid curves, with each run's report."""
+    from gankit.report import write_report
+
+    written = write_report(folder, out, overwrite=overwrite)
+    runs = len(written) - 1
+    others = f" and {runs} run report{'s' if runs > 1 else ''} beside the runs" if runs else ""
+    typer.echo(f"Wrote {written[0]}{others}")
+
+
 def main() -> None:
     app()
 
