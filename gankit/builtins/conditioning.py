@@ -69,7 +69,9 @@ class ConditionalBatchNorm(nn.Module):
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         labels = require_labels(labels, x.shape[0])
         shape = (x.shape[0], -1, 1, 1)
-        return self.norm(x) * self.gain[labels].view(shape) + self.bias[labels].view(shape)
+        # A lookup, not gain[labels]: indexing would take a negative label as a class counted from the end.
+        gain, bias = nn.functional.embedding(labels, self.gain), nn.functional.embedding(labels, self.bias)
+        return self.norm(x) * gain.view(shape) + bias.view(shape)
 
 
 def run_layers(layers: nn.Sequential, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -59,7 +59,9 @@ class ClassBatchNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(num_classes, features))
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.norm(x) * self.gain[labels][:, :, None, None] + self.bias[labels][:, :, None, None]
+        # A lookup, not gain[labels], which would take a negative label as a class counted from the end.
+        gain, bias = nn.functional.embedding(labels, self.gain), nn.functional.embedding(labels, self.bias)
+        return self.norm(x) * gain[:, :, None, None] + bias[:, :, None, None]
 
 
 class UpBlock(nn.Module):
