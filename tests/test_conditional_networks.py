@@ -197,6 +197,9 @@ def test_conditional_networks_refuse_missing_or_malformed_labels(name):
     for bad in (labels.to(torch.uint8), labels.float(), labels[:3], labels.view(2, 2)):
         with pytest.raises(GankitError, match="labels"):
             generator(z, bad)
+    # A negative label is no class counted from the end (tensor indexing would take -1 as the last class).
+    with pytest.raises((IndexError, RuntimeError)):
+        generator(z, labels - 1)
 
 
 def test_packed_mlp_refuses_classes():
