@@ -23,6 +23,7 @@ ENTRY_POINT_GROUP = "gankit"
 BUILTIN_PLUGINS = (
     "gankit.builtins.dcgan",
     "gankit.builtins.losses",
+    "gankit.builtins.acgan",
     "gankit.builtins.regularizers",
     "gankit.builtins.wgan",
     "gankit.builtins.digits",

@@ -210,7 +210,10 @@ def test_the_import_check_sees_a_private_import(tmp_path):
 
 
 def test_the_builtin_helpers_are_not_plugins():
-    assert BUILTIN_HELPERS == ["gankit.builtins.convnets", "gankit.builtins.packing", "gankit.builtins.rendered_digits"]
+    assert BUILTIN_HELPERS == [
+        "gankit.builtins.conditioning", "gankit.builtins.convnets", "gankit.builtins.packing",
+        "gankit.builtins.rendered_digits",
+    ]
 
 
 def test_public_modules_are_listed_in_the_plugin_guide():

@@ -43,11 +43,11 @@ def norm_layer(kind: str, channels: int, *, batch_eps: float = 1e-5) -> nn.Modul
 
 
 def init_weights(module: nn.Module) -> None:
-    """DCGAN's (and the article's Keras) initialisation: conv and linear weights N(0, 0.02), biases 0,
+    """DCGAN's (and the article's Keras) initialisation: conv, linear and embedding weights N(0, 0.02), biases 0,
     normalization scales N(1, 0.02), shifts 0. Use with ``network.apply(init_weights)``."""
-    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
         nn.init.normal_(module.weight, 0.0, 0.02)
-        if module.bias is not None:
+        if getattr(module, "bias", None) is not None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d)) and module.weight is not None:
         nn.init.normal_(module.weight, 1.0, 0.02)

@@ -7,6 +7,9 @@ At 96x96 the networks are the article's layer for layer:
 
 Other sizes add or remove a doubling stage: 32 and 64 and 128 start from 4x4. The discriminator returns raw
 scores (no sigmoid): the loss owns the link function.
+
+With ``num_classes`` (a conditional run) the generator's BatchNorms become class-conditional and the
+discriminator gets a projection head; without it the networks are exactly the unconditional ones.
 """
 from __future__ import annotations
 
@@ -15,6 +18,14 @@ from torch import nn
 
 import gankit
 from gankit.builtins import convnets
+from gankit.builtins.conditioning import (
+    ConditionalBatchNorm,
+    ProjectionHead,
+    check_conditioning,
+    refuse_labels,
+    require_labels,
+    run_layers,
+)
 
 # Sizes 6 * 2**k (24 to 192; the article's 96) start from a 6x6 map, 4 * 2**k (16 to 256) from 4x4.
 BASES = (6, 4)
@@ -25,28 +36,47 @@ def plan(size: int) -> tuple[int, int]:
 
 
 class Generator(nn.Module):
-    def __init__(self, *, channels: int, size: int, z_dim: int, width: int) -> None:
+    """With ``num_classes``, every BatchNorm is class-conditional (the SNGAN-projection generator's way): the
+    class sets the scale and shift of each layer's features, at every resolution, not just at the input."""
+
+    def __init__(self, *, channels: int, size: int, z_dim: int, width: int, num_classes: int | None = None) -> None:
         super().__init__()
         base, stages = plan(size)
         self.z_dim = z_dim
+        self.num_classes = num_classes
         widths = [width * 2 ** (stages - 1 - i) for i in range(stages)]
         # The article's first layer: a transposed conv from the 1x1 noise map to base x base.
         layers: list[nn.Module] = [
             nn.ConvTranspose2d(z_dim, widths[0], base, 1 if base == 4 else 2, 0, bias=False),
-            nn.BatchNorm2d(widths[0]),
+            self._norm(widths[0]),
             nn.ReLU(True),
         ]
         for inner, outer in zip(widths, widths[1:]):
-            layers += [nn.ConvTranspose2d(inner, outer, 4, 2, 1, bias=False), nn.BatchNorm2d(outer), nn.ReLU(True)]
+            layers += [nn.ConvTranspose2d(inner, outer, 4, 2, 1, bias=False), self._norm(outer), nn.ReLU(True)]
         layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1, bias=False), nn.Tanh()]
         self.main = nn.Sequential(*layers)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.main(z.view(z.shape[0], self.z_dim, 1, 1))
+    def _norm(self, features: int) -> nn.Module:
+        if self.num_classes is None:
+            return nn.BatchNorm2d(features)
+        return ConditionalBatchNorm(features, self.num_classes)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        noise = z.view(z.shape[0], self.z_dim, 1, 1)
+        if self.num_classes is None:
+            refuse_labels("dcgan", labels)
+            return self.main(noise)
+        return run_layers(self.main, noise, require_labels(labels, z.shape[0]))
 
 
 class Discriminator(nn.Module):
-    def __init__(self, *, channels: int, size: int, width: int, norm: str) -> None:
+    """With ``num_classes``, a projection discriminator: the last conv stays the unconditional linear part and
+    the projection ``<embed(y), phi(x)>`` acts on phi(x), the last feature map summed over space (as SNGAN's
+    ResNet discriminator). Not the flattened map: at sizes 6 * 2**k the last conv (5x5, stride 2 on 6x6) is no
+    linear map of the whole flattened map, and an embedding per class of C x H x W values would cost far more."""
+
+    def __init__(self, *, channels: int, size: int, width: int, norm: str, num_classes: int | None = None,
+                 projection: bool = True, outputs: tuple[str, ...] = ()) -> None:
         super().__init__()
         base, stages = plan(size)
         widths = [width * 2**i for i in range(stages)]
@@ -57,16 +87,36 @@ class Discriminator(nn.Module):
         final_kernel, final_stride = (5, 2) if base == 6 else (4, 1)
         layers.append(nn.Conv2d(widths[-1], 1, final_kernel, final_stride, 0, bias=False))
         self.main = nn.Sequential(*layers)
+        # Built after the unconditional layers, so those are constructed exactly as without conditioning.
+        self.head = None if num_classes is None else ProjectionHead(
+            widths[-1], num_classes, projection=projection, outputs=outputs
+        )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.main(x).reshape(x.shape[0])
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None):
+        if self.head is None:
+            refuse_labels("dcgan", labels)
+            return self.main(x).reshape(x.shape[0])
+        *body, final = self.main
+        for layer in body:
+            x = layer(x)
+        return self.head(final(x).reshape(x.shape[0]), x.sum(dim=(2, 3)), labels)
 
 
-def dcgan(*, shape: tuple[int, ...], z_dim: int, width: int = 64, norm: str = "batch"):
-    """Build the DCGAN generator and discriminator for image ``shape`` (C, H, W) with H == W."""
+def dcgan(*, shape: tuple[int, ...], z_dim: int, width: int = 64, norm: str = "batch", projection: bool = True,
+          num_classes: int | None = None, discriminator_outputs: tuple[str, ...] = ()):
+    """Build the DCGAN generator and discriminator for image ``shape`` (C, H, W) with H == W.
+
+    ``num_classes`` (a conditional run): ``generator(z, labels)`` and ``discriminator(x, labels)``; the
+    discriminator projects the labels unless ``projection`` is false. ``discriminator_outputs=("class_logits",)``
+    adds a classifier head: the discriminator then returns ``(scores, {"class_logits": logits})``.
+    """
     channels, size = convnets.check_image_options("dcgan", shape, width=width, norm=norm)
-    generator = Generator(channels=channels, size=size, z_dim=z_dim, width=width)
-    discriminator = Discriminator(channels=channels, size=size, width=width, norm=norm)
+    outputs = check_conditioning("dcgan", num_classes=num_classes, discriminator_outputs=discriminator_outputs)
+    generator = Generator(channels=channels, size=size, z_dim=z_dim, width=width, num_classes=num_classes)
+    discriminator = Discriminator(
+        channels=channels, size=size, width=width, norm=norm, num_classes=num_classes, projection=projection,
+        outputs=outputs,
+    )
     generator.apply(convnets.init_weights)
     discriminator.apply(convnets.init_weights)
     return generator, discriminator
@@ -77,5 +127,6 @@ def gankit_register_architectures(register):
     register(
         "dcgan",
         dcgan,
-        description="DCGAN (Radford et al. 2016), the article's networks; options: width, norm",
+        description="DCGAN (Radford et al. 2016), the article's networks; options: width, norm, projection "
+        "(conditional runs)",
     )

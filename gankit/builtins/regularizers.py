@@ -17,6 +17,9 @@ BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 WEIGHTED_LAYERS = (
     nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
 )
+# A projection discriminator's class embedding is a linear map of the one-hot class: SNGAN-projection
+# normalises it too (Miyato & Koyama 2018), which bounds how far the label alone moves a score.
+SPECTRALLY_NORMALISED = (*WEIGHTED_LAYERS, nn.Embedding)
 
 
 def refuse_batch_norm(name: str, discriminator: nn.Module) -> None:
@@ -140,7 +143,7 @@ class R2Penalty(ZeroCenteredPenalty):
 
 
 class SpectralNorm(Regularizer):
-    """Spectral normalization (Miyato et al. 2018) of every conv and linear layer of the discriminator.
+    """Spectral normalization (Miyato et al. 2018) of every conv, linear and embedding layer of the discriminator.
 
     Each weight is divided by its largest singular value (of the weight reshaped to a matrix), estimated by
     power iteration, ``power_iterations`` per forward pass in training mode.
@@ -162,7 +165,7 @@ class SpectralNorm(Regularizer):
     def prepare(self, *, generator, discriminator) -> None:
         for module in list(discriminator.modules()):
             # A layer the architecture already normalises keeps its own parametrization.
-            if isinstance(module, WEIGHTED_LAYERS) and not parametrize.is_parametrized(module, "weight"):
+            if isinstance(module, SPECTRALLY_NORMALISED) and not parametrize.is_parametrized(module, "weight"):
                 spectral_norm(module, n_power_iterations=self.power_iterations)
 
 

@@ -8,6 +8,7 @@ def gankit_register_architectures(register):
     register(
         "resnet",
         resnet,
-        description="Small ResNet (residual up/down blocks) for square images of 32, 64, 96 or 128 px; option: width",
+        description="Small ResNet (residual up/down blocks) for square images of 32, 64, 96 or 128 px; options: width, "
+        "projection (conditional runs)",
         aliases=("resnet-gan",),
     )

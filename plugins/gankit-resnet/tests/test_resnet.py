@@ -85,6 +85,36 @@ def test_width_must_be_positive():
         resnet(shape=(1, 32, 32), z_dim=Z_DIM, width=0)
 
 
+def test_conditional_networks_are_sngan_projection():
+    generator, discriminator = resnet(
+        shape=(3, 32, 32), z_dim=Z_DIM, width=TINY_WIDTH, num_classes=10, discriminator_outputs=("class_logits",)
+    )
+    labels = torch.tensor([0, 1, 2])
+    images = generator(torch.randn(3, Z_DIM), labels)
+    scores, outputs = discriminator(images, labels)
+    assert images.shape == (3, 3, 32, 32) and scores.shape == (3,) and outputs["class_logits"].shape == (3, 10)
+    # Class-conditional BatchNorm in every up-block (two each), the last one before the image unconditional.
+    block_norms = [m for m in generator.blocks.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert block_norms and not any(norm.affine for norm in block_norms)
+    assert generator.to_image[0].affine
+    discriminator.eval()
+    with torch.no_grad():
+        other_class, _ = discriminator(images, labels.flip(0))
+    assert not torch.allclose(scores, other_class)  # the projection: the label alone moves the score
+
+
+def test_conditioning_is_refused_where_it_cannot_work():
+    with pytest.raises(GankitError, match="cannot give the discriminator output 'features'; it can give: class_logits"):
+        resnet(shape=(3, 32, 32), z_dim=Z_DIM, width=TINY_WIDTH, num_classes=10, discriminator_outputs=("features",))
+    with pytest.raises(GankitError, match="--conditional"):
+        resnet(shape=(3, 32, 32), z_dim=Z_DIM, width=TINY_WIDTH, discriminator_outputs=("class_logits",))
+    generator, _ = resnet(shape=(3, 32, 32), z_dim=Z_DIM, width=TINY_WIDTH, num_classes=10)
+    with pytest.raises(GankitError, match="needs the class labels"):
+        generator(torch.randn(2, Z_DIM))
+    with pytest.raises(GankitError, match="integer class indices"):
+        generator(torch.randn(2, Z_DIM), torch.tensor([1, 2], dtype=torch.uint8))
+
+
 # --- registration ---------------------------------------------------------------------------------------
 
 

@@ -1,0 +1,110 @@
+"""Class conditioning shared by the builtin architectures: class-conditional BatchNorm for generators and the
+projection head of a class-conditional discriminator (Miyato & Koyama 2018) with its optional classifier."""
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from gankit.errors import GankitError
+
+# The extra discriminator outputs a loss may ask the builtin architectures for (Loss.discriminator_outputs).
+DISCRIMINATOR_OUTPUTS = ("class_logits",)
+
+
+def check_conditioning(name: str, *, num_classes, discriminator_outputs: Iterable[str]) -> tuple[str, ...]:
+    """Refuse a bad ``num_classes`` or an output the discriminator cannot give, in one line; returns the outputs
+    as a tuple."""
+    outputs = (discriminator_outputs,) if isinstance(discriminator_outputs, str) else tuple(discriminator_outputs)
+    unknown = [output for output in outputs if output not in DISCRIMINATOR_OUTPUTS]
+    if unknown:
+        raise GankitError(
+            f"architecture {name!r} cannot give the discriminator output {unknown[0]!r}; it can give: "
+            f"{', '.join(DISCRIMINATOR_OUTPUTS)}"
+        )
+    if num_classes is None:
+        if outputs:
+            raise GankitError(
+                f"architecture {name!r} gives the discriminator output {outputs[0]!r} only for class-labelled "
+                "data: run with --conditional"
+            )
+        return outputs
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise GankitError(f"architecture {name!r} needs num_classes of 2 or more, got {num_classes!r}")
+    return outputs
+
+
+def require_labels(labels: torch.Tensor | None, count: int) -> torch.Tensor:
+    """The class indices of a batch of ``count`` examples as int64, which a class-conditional network needs.
+
+    A uint8 or bool tensor would index as a mask and a float one truncate silently: refused, like a wrong shape.
+    """
+    if labels is None:
+        raise GankitError("a class-conditional network needs the class labels: call it as network(input, labels)")
+    if labels.dtype in (torch.bool, torch.uint8) or labels.dtype.is_floating_point or labels.dtype.is_complex:
+        raise GankitError(f"class labels must be integer class indices (int64), got dtype {labels.dtype}")
+    if tuple(labels.shape) != (count,):
+        raise GankitError(f"class labels must have shape ({count},), one per example, got {tuple(labels.shape)}")
+    return labels.long()
+
+
+def refuse_labels(name: str, labels: torch.Tensor | None) -> None:
+    """An unconditional network given labels would silently ignore them (e.g. samples of the wrong class)."""
+    if labels is not None:
+        raise GankitError(f"this {name} network was built without num_classes: it takes no labels")
+
+
+class ConditionalBatchNorm(nn.Module):
+    """BatchNorm without its own scale and shift, then a scale and shift per class (de Vries et al. 2017, as in
+    the SNGAN-projection generator). They start at 1 and 0, so every class starts as plain BatchNorm."""
+
+    def __init__(self, features: int, num_classes: int, *, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm2d(features, affine=False, eps=eps)
+        # Plain tables rather than nn.Embedding: no random draw at construction, only the 1 / 0 start.
+        self.gain = nn.Parameter(torch.ones(num_classes, features))
+        self.bias = nn.Parameter(torch.zeros(num_classes, features))
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        labels = require_labels(labels, x.shape[0])
+        shape = (x.shape[0], -1, 1, 1)
+        # A lookup, not gain[labels]: indexing would take a negative label as a class counted from the end.
+        gain, bias = nn.functional.embedding(labels, self.gain), nn.functional.embedding(labels, self.bias)
+        return self.norm(x) * gain.view(shape) + bias.view(shape)
+
+
+def run_layers(layers: nn.Sequential, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``layers(x)``, giving the labels to the class-conditional BatchNorms among them."""
+    for layer in layers:
+        x = layer(x, labels) if isinstance(layer, ConditionalBatchNorm) else layer(x)
+    return x
+
+
+def one_hot(labels: torch.Tensor, num_classes: int, like: torch.Tensor) -> torch.Tensor:
+    """The labels as one-hot rows in ``like``'s dtype, to concatenate to an input."""
+    return nn.functional.one_hot(require_labels(labels, like.shape[0]), num_classes).to(like.dtype)
+
+
+class ProjectionHead(nn.Module):
+    """The label-dependent part of a class-conditional discriminator, on features ``phi(x)`` of shape (N, F).
+
+    Projection (Miyato & Koyama 2018): the unconditional score plus ``<embed(y), phi(x)>``; without it the
+    scores ignore the labels (the original ACGAN discriminator). ``class_logits``: a linear classifier on
+    ``phi(x)``, returned as ``(scores, {"class_logits": (N, num_classes)})``.
+    """
+
+    def __init__(self, features: int, num_classes: int, *, projection: bool, outputs: tuple[str, ...]) -> None:
+        super().__init__()
+        # spectral-norm normalises this embedding like the layers, as SNGAN-projection does (its SNEmbedID).
+        self.embed = nn.Embedding(num_classes, features) if projection else None
+        if self.embed is not None:
+            nn.init.xavier_uniform_(self.embed.weight)  # SNGAN-projection's initialisation of the embedding
+        self.class_logits = nn.Linear(features, num_classes) if "class_logits" in outputs else None
+
+    def forward(self, scores: torch.Tensor, features: torch.Tensor, labels: torch.Tensor | None):
+        if self.embed is not None:
+            scores = scores + (self.embed(require_labels(labels, features.shape[0])) * features).sum(dim=1)
+        if self.class_logits is None:
+            return scores
+        return scores, {"class_logits": self.class_logits(features)}
