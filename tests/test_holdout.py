@@ -189,6 +189,11 @@ def test_a_run_with_a_holdout_scores_swd_against_it_during_training(tmp_path):
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "run" / "eval.jsonl").read_text().splitlines()[-1])
     assert record["held_out"] == 1.0 and record["reference_images"] == 6
+    # gankit eval rebuilds the data with its holdout from the run's config.
+    result = runner.invoke(app, ["eval", str(tmp_path / "run"), "--metric", "swd", "-n", "16", "--json"])
+    assert result.exit_code == 0, result.output
+    values = json.loads(result.output)["values"]
+    assert values["held_out"] == 1.0 and values["reference_images"] == 6
 
 
 # --- swd:reference=DIR -----------------------------------------------------------------------------------
@@ -222,6 +227,7 @@ def test_swd_reference_problems_are_one_line(digits_run, tmp_path):
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "a.txt").write_text("no images")
     (tmp_path / "file.png").write_text("a file")
+    assert "reference needs a folder" in one_line_error(evaluate(digits_run, "swd:reference="))
     assert "not found" in one_line_error(evaluate(digits_run, f"swd:reference={tmp_path / 'missing'}"))
     assert "holds no images" in one_line_error(evaluate(digits_run, f"swd:reference={tmp_path / 'empty'}"))
     assert "holds no images" in one_line_error(evaluate(digits_run, f"swd:reference={tmp_path / 'notes'}"))

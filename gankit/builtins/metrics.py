@@ -191,13 +191,15 @@ class SlicedWasserstein(Metric):
     sample_count = 2048
 
     def __init__(self, *, patch_size: int = 7, patches_per_image: int = 128, directions: int = 128,
-                 repeats: int = 4, seed: int = 0, reference: str = "") -> None:
+                 repeats: int = 4, seed: int = 0, reference: str | None = None) -> None:
         for name, value in (("patch_size", patch_size), ("patches_per_image", patches_per_image),
                             ("directions", directions), ("repeats", repeats)):
             if value <= 0:
                 raise GankitError(f"swd option {name} must be positive, got {value}")
         self.patch_size, self.patches_per_image = patch_size, patches_per_image
         self.directions, self.repeats, self.seed = directions, repeats, seed
+        if reference is not None and not reference.strip():
+            raise GankitError("swd option reference needs a folder of images: swd:reference=DIR")
         self.reference = reference
         self._reference_images: torch.Tensor | None = None
 
