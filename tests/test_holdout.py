@@ -126,7 +126,7 @@ def run_folder(root: Path, data_spec: str, *extra: str, out: Path | None = None)
     ("", "option 'holdout' must be int"),
     ("10", "holdout=10 leaves no image to train on: the folder holds 10 image files"),
     ("11", "holdout=11 leaves no image to train on"),
-    ("3", "the data has 7 examples, fewer than the batch size 8"),
+    ("3", "the data has 7 examples, fewer than the batch size 8, besides 3 held out for evaluation"),
 ])
 def test_bad_holdouts_end_the_run_in_one_line(tmp_path, value, expected):
     root = numbered(tmp_path / "f", 10)
