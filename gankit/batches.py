@@ -14,6 +14,12 @@ def to_unit_range(batch: torch.Tensor) -> torch.Tensor:
     return batch.float()
 
 
+def _held_out_note(source: DataSource) -> str:
+    """Says how many examples the source holds out of training, for the error of a too small training set."""
+    held_out = source.holdout_tensor() if callable(getattr(source, "holdout_tensor", None)) else None
+    return f", besides {len(held_out)} held out for evaluation" if held_out is not None and len(held_out) else ""
+
+
 class BatchStream:
     """Yields batches of ``batch_size`` examples on ``device``, dropping each epoch's incomplete last batch.
 
@@ -48,6 +54,7 @@ class BatchStream:
             raise GankitError(
                 f"the data has {self.size} examples, fewer than the batch size {self.global_batch_size}"
                 + (f" ({world_size} processes x {batch_size})" if world_size > 1 else "")
+                + _held_out_note(source)
             )
         self._num_classes = num_classes
         self._labels = None

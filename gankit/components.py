@@ -167,6 +167,12 @@ class DataSource:
         """
         return None
 
+    def holdout_tensor(self):
+        """Examples kept out of training for evaluation, as ``tensor()`` returns them (uint8 ``(N, C, H, W)`` for
+        images, at the training size), or ``None`` (the default): no holdout. Metrics that compare with real data
+        (``swd``) use them instead of the training data when there are any."""
+        return None
+
 
 class Metric:
     """Scores a generator's samples, e.g. mode coverage, a distance to the real data or a classifier's view.

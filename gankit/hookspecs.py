@@ -233,7 +233,9 @@ def gankit_register_data_sources(register: Register) -> None:
     `recommended` sets run settings for this data (the data's recipe outranks the loss's);
     `horizontal_flip = True` asks the engine to mirror images left-right at random. `fingerprint()` (optional,
     default `None`) returns a string that changes when the examples change: checkpoints record it under
-    `data_fingerprint`, and `--resume` warns in one line when it differs. A classmethod
+    `data_fingerprint`, and `--resume` warns in one line when it differs. `holdout_tensor()` (optional, default
+    `None`) returns examples kept out of training, as `tensor()` would (uint8 `(N, C, H, W)` for images at the
+    training size); metrics such as `swd` then compare against them instead of the training data. A classmethod
     `planned_shape(*, root, image_size, seed, cache, **options)` (optional) returns the shape before anything
     is decoded, so that a mismatched architecture fails at once; it receives the whole context and the user's
     options, so end its signature with `**_`. Image sources share the public module `gankit.images`

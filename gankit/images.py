@@ -10,6 +10,7 @@ and checks with :func:`require` that they fit in memory (docs/data.md).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import stat
@@ -31,7 +32,7 @@ __all__ = [
     # finding files
     "IMAGE_SUFFIXES", "ImageFile", "scan_images", "natural_key", "check_folder",
     # decoding one image
-    "read_image", "UnusableImage", "image_shape", "MAX_IMAGE_SIZE",
+    "select_files", "read_image", "UnusableImage", "image_shape", "MAX_IMAGE_SIZE",
     # decoding many, once: the image cache
     "load_images", "DecodedImages", "files_fingerprint", "describe_skips", "progress_bar", "ImageFiles",
     # the cache folder rule and safe cache files, for sources that build their own
@@ -115,6 +116,28 @@ def check_folder(root, *, label: str, hint: str) -> Path:
     if not folder.is_dir():
         raise GankitError(f"{label} data folder {str(folder)!r} is a file, not a folder; {hint}")
     return folder
+
+
+def select_files(files: Sequence[ImageFile], *, label: str, limit: int = 0, holdout: int = 0):
+    """Split ``files`` (in :func:`scan_images` order) into ``(training, held_out, subset)``.
+
+    The last ``holdout`` files are held out of training; ``limit`` (0: all) then keeps the first ``limit`` of
+    the rest. So the held-out files do not depend on ``limit``: ``holdout=1000,limit=500`` on 5,000 numbered
+    files trains on the first 500 and holds out the last 1,000. ``subset`` names the selection for the cache
+    (``""`` when every file is decoded, so a run with a holdout reads the same cache file as one without).
+    """
+    if isinstance(holdout, bool) or not isinstance(holdout, int) or holdout < 0:
+        raise GankitError(f"{label}: holdout must be 0 (none) or a positive number of images, got {holdout!r}")
+    if holdout and holdout >= len(files):
+        raise GankitError(
+            f"{label}: holdout={holdout} leaves no image to train on: the folder holds {len(files)} image files"
+        )
+    training, held_out = list(files[: len(files) - holdout]), list(files[len(files) - holdout :])
+    subset = ""
+    if limit > 0:
+        training = training[:limit]
+        subset = f"first {limit}" + (f", last {holdout}" if holdout else "")
+    return training, held_out, subset
 
 
 # -- decoding one image ----------------------------------------------------------------------------------
@@ -263,6 +286,17 @@ def describe_skips(label: str, skipped: Sequence[tuple[str, str]], total: int) -
     return f"{label}: skipped {len(skipped)} of {total} files that are not usable images: {named}{more}"
 
 
+def _count_training(decoded_names: Sequence[str], held_out: Sequence[ImageFile], *, label: str) -> int:
+    """How many of the decoded images (training files first, then held-out ones) are training images."""
+    held_out_names = {file.name for file in held_out}
+    training = sum(1 for name in decoded_names if name not in held_out_names)
+    if not training:
+        raise GankitError(f"{label}: no usable image left to train on besides the {len(held_out)} held out")
+    if held_out and training == len(decoded_names):
+        raise GankitError(f"{label}: none of the {len(held_out)} held-out files is a usable image")
+    return training
+
+
 class ImageFiles(DataSource):
     """Images from a list of files, decoded once to uint8 ``(channels, size, size)`` and served by index.
 
@@ -288,20 +322,24 @@ class ImageFiles(DataSource):
         cache: bool = True,
         cache_dir=None,
         subset: str = "",
+        held_out: Sequence[ImageFile] = (),
     ) -> None:
         """Decode ``files`` (found under ``folder``) or read them from the cache. ``subset`` names a selection
-        of the folder's files (a split, a limit): each selection keeps its own cache file."""
+        of the folder's files (a split, a limit): each selection keeps its own cache file. ``held_out`` files
+        (see :func:`select_files`) are decoded into the same cache file, after ``files``, but never trained on:
+        :meth:`holdout_tensor` serves them to metrics."""
         shape = image_shape(label, image_size, channels)
-        if not files and not scan_skipped:
+        every_file = [*files, *held_out]
+        if not every_file and not scan_skipped:
             suffixes = ", ".join(IMAGE_SUFFIXES)
             raise GankitError(f"{label} data folder {str(folder)!r} holds no images ({suffixes})")
         # The decoded images must fit in memory beside the networks (gankit.memory), or fail now, not after decoding.
-        require(len(files) * int(np.prod(shape)), f"{len(files)} images of {channels}x{image_size}x{image_size}", label=label)
+        require(len(every_file) * int(np.prod(shape)), f"{len(every_file)} images of {channels}x{image_size}x{image_size}", label=label)
         settings = {"decoder": DECODER_VERSION, "size": image_size, "channels": channels, "subset": subset}
         decode = lambda path: read_image(path, size=image_size, channels=channels)  # noqa: E731
-        with progress_bar(f"decoding {label} images (once)", len(files)) as progress:
+        with progress_bar(f"decoding {label} images (once)", len(every_file)) as progress:
             decoded = load_images(
-                files, decode, shape=(channels, image_size, image_size), settings=settings, origin=folder,
+                every_file, decode, shape=(channels, image_size, image_size), settings=settings, origin=folder,
                 cache=cache, cache_dir=cache_dir, progress=progress,
             )
         skipped = [*scan_skipped, *decoded.skipped]
@@ -311,10 +349,13 @@ class ImageFiles(DataSource):
                 f"{label} data folder {str(folder)!r} holds no usable image ({len(skipped)} files skipped{first})"
             )
         if skipped:
-            warnings.warn(GankitWarning(describe_skips(label, skipped, len(files) + len(scan_skipped))), stacklevel=3)
+            warnings.warn(GankitWarning(describe_skips(label, skipped, len(every_file) + len(scan_skipped))), stacklevel=3)
+        training = _count_training(decoded.names, held_out, label=label)
         self.folder = folder
-        self.images = decoded.images
-        self.names = decoded.names
+        self.images = decoded.images[:training]
+        self.names = decoded.names[:training]
+        self.held_out_images = decoded.images[training:]
+        self.held_out_names = decoded.names[training:]
         self.skipped = skipped
         self.cache_path = decoded.cache_path
         self.built_cache = decoded.built and decoded.cache_path is not None
@@ -322,6 +363,9 @@ class ImageFiles(DataSource):
         self.shape = (channels, image_size, image_size)
         self.horizontal_flip = bool(flip)
         self._fingerprint = files_fingerprint(files)
+        if held_out:
+            held_out_part = f"{self._fingerprint} held out {files_fingerprint(held_out)}"
+            self._fingerprint = hashlib.sha256(held_out_part.encode()).hexdigest()
 
     def label_images(self, class_names: Sequence[str], class_of: Callable[[str], int], *, label: str) -> None:
         """Label the loaded images (after :meth:`load`): ``class_of(name)`` is the index in ``class_names`` of
@@ -345,8 +389,17 @@ class ImageFiles(DataSource):
         return self._labels
 
     def fingerprint(self) -> str:
-        """Which image files were found (names and sizes): resume warns when files were added or removed."""
+        """Which image files were found (names and sizes) and which are held out: resume warns when files were
+        added or removed, or the holdout changed."""
         return self._fingerprint
+
+    def holdout_tensor(self):
+        """The held-out images, uint8 ``(N, C, H, W)`` at the training size, or ``None`` without a holdout."""
+        import torch
+
+        if not len(self.held_out_names):
+            return None
+        return torch.from_numpy(self.held_out_images)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])

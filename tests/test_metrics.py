@@ -74,9 +74,11 @@ def smooth_images(count: int, seed: int) -> torch.Tensor:
     return torch.nn.functional.interpolate(coarse, size=32, mode="bilinear", align_corners=False)
 
 
-def test_laplacian_pyramid_goes_down_to_16_pixels():
-    levels = laplacian_pyramid(torch.zeros(2, 3, 64, 64))
-    assert [level.shape[-1] for level in levels] == [64, 32, 16]
+@pytest.mark.parametrize("size, sizes", [(64, [64, 32, 16]), (96, [96, 48, 24]), (28, [28]), (16, [16]), (8, [8])])
+def test_laplacian_pyramid_has_karras_resolutions_down_to_16_pixels(size, sizes):
+    # Karras et al. score every resolution res >= 16 of the halving chain: 96 px stops at 24, not at 12.
+    levels = laplacian_pyramid(torch.zeros(2, 3, size, size))
+    assert [level.shape[-1] for level in levels] == sizes
 
 
 def test_swd_of_a_set_with_itself_is_near_zero_and_grows_with_added_noise():

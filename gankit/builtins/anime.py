@@ -5,13 +5,16 @@ Built on :mod:`gankit.images`, as ``folder`` is: decoded once into the image cac
 from __future__ import annotations
 
 import gankit
-from gankit.images import ImageFiles, check_folder, image_shape, scan_images
+from gankit.images import ImageFiles, check_folder, image_shape, scan_images, select_files
 
 DEFAULT_SIZE = 96  # the article's
 
 
 class AnimeFaces(ImageFiles):
-    """RGB face images from ``root`` (default ``faces``), resized to ``image_size`` (default 96), in number order."""
+    """RGB face images from ``root`` (default ``faces``), resized to ``image_size`` (default 96), in number order.
+
+    ``holdout=N`` keeps the last N images (the highest numbers) out of training, for metrics (``holdout_tensor``).
+    """
 
     def __init__(
         self,
@@ -22,6 +25,7 @@ class AnimeFaces(ImageFiles):
         cache: bool = True,
         flip: bool = False,
         limit: int = 0,
+        holdout: int = 0,
     ) -> None:
         self.planned_shape(image_size=image_size)
         folder = check_folder(
@@ -30,11 +34,10 @@ class AnimeFaces(ImageFiles):
             hint="point --data-root at the folder of face images (e.g. --data-root path/to/faces)",
         )
         files, skipped = scan_images(folder)
-        if limit > 0:
-            files = files[:limit]
+        files, held_out, subset = select_files(files, label="anime", limit=limit, holdout=holdout)
         self.load(
             folder, files, skipped, label="anime", image_size=DEFAULT_SIZE if image_size is None else image_size,
-            flip=flip, cache=cache, subset=f"first {limit}" if limit > 0 else "",
+            flip=flip, cache=cache, subset=subset, held_out=held_out,
         )
 
     @classmethod

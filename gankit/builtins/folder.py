@@ -12,7 +12,7 @@ from typing import Sequence
 
 import gankit
 from gankit.errors import GankitError, quoted
-from gankit.images import ImageFile, ImageFiles, check_folder, image_shape, scan_images
+from gankit.images import ImageFile, ImageFiles, check_folder, image_shape, scan_images, select_files
 
 DEFAULT_IMAGE_SIZE = 64
 CLASS_LAYOUTS = ("none", "subfolders")
@@ -23,6 +23,7 @@ class FolderImages(ImageFiles):
 
     ``classes="subfolders"``: each immediate subfolder of ``root`` is a class (classes sorted by name), and
     every image must lie in one.
+    ``holdout=N`` keeps the last N files (natural name order) out of training, for metrics (``holdout_tensor``).
     """
 
     def __init__(
@@ -37,6 +38,7 @@ class FolderImages(ImageFiles):
         cache_dir: str | None = None,
         limit: int = 0,
         classes: str = "none",
+        holdout: int = 0,
     ) -> None:
         if root is None:
             raise GankitError("the folder data source needs --data-root PATH (the folder of images)")
@@ -46,18 +48,17 @@ class FolderImages(ImageFiles):
         folder = check_folder(root, label="folder", hint="point --data-root at a folder of images")
         files, skipped = scan_images(folder)
         class_names = subfolder_classes(folder, files, skipped) if _layout(classes) == "subfolders" else None
-        if limit > 0:
-            files = files[:limit]
-            if class_names is not None:
-                _check_every_class_has_images(folder, class_names, files, f" among the first {limit} (limit)")
+        files, held_out, subset = select_files(files, label="folder", limit=limit, holdout=holdout)
+        if class_names is not None and (limit > 0 or holdout):
+            where = f" among the first {limit} (limit)" if limit > 0 else f" outside the last {holdout} (holdout)"
+            _check_every_class_has_images(folder, class_names, files, where)
         self.load(
             folder, files, skipped, label="folder", image_size=DEFAULT_IMAGE_SIZE if image_size is None else image_size, channels=channels,
-            flip=flip, cache=cache, cache_dir=cache_dir, subset=f"first {limit}" if limit > 0 else "",
+            flip=flip, cache=cache, cache_dir=cache_dir, subset=subset, held_out=held_out,
         )
         if class_names is not None:
             index = {name: number for number, name in enumerate(class_names)}
             self.label_images(class_names, lambda name: index[class_folder(name)], label="folder")
-
 
     @classmethod
     def planned_shape(cls, *, image_size=None, channels: int = 3, classes: str = "none", **_) -> tuple[int, int, int]:
@@ -121,6 +122,6 @@ def gankit_register_data_sources(register):
         "folder",
         FolderImages,
         description="Any folder of images (--data-root), recursive; options: channels (1 or 3), flip, cache_dir, limit, "
-        "classes=subfolders (labelled by subfolder)",
+        "holdout, classes=subfolders (labelled by subfolder)",
         aliases=("images",),
     )

@@ -118,15 +118,18 @@ def _blur(images: torch.Tensor) -> torch.Tensor:
 
 
 def laplacian_pyramid(images: torch.Tensor, min_size: int = 16) -> list[torch.Tensor]:
-    """Band-pass levels from the full resolution down to ``min_size`` (the last level is the low-pass image)."""
+    """Band-pass levels from the full resolution down to the last size of at least ``min_size`` (the last level
+    is the low-pass image): 64 -> 64, 32, 16 and 96 -> 96, 48, 24, as Karras et al.'s resolutions ``res >= 16``."""
     levels = []
     current = images
-    while current.shape[-1] > min_size and current.shape[-1] % 2 == 0 and current.shape[-2] % 2 == 0:
+    height, width = current.shape[-2:]
+    while min(height, width) // 2 >= min_size and height % 2 == 0 and width % 2 == 0:
         smaller = _blur(current)[:, :, ::2, ::2]
         upsampled = torch.zeros_like(current)
         upsampled[:, :, ::2, ::2] = smaller * 4.0
         levels.append(current - _blur(upsampled))
         current = smaller
+        height, width = current.shape[-2:]
     levels.append(current)
     return levels
 
@@ -151,6 +154,12 @@ def _normalize_descriptors(descriptors: torch.Tensor, channels: int) -> torch.Te
     return ((shaped - mean) / std).reshape(descriptors.shape[0], -1)
 
 
+def _sorted_columns(values: torch.Tensor) -> torch.Tensor:
+    # numpy sorts each column about 10x faster than torch.sort(dim=0) on a CPU (2.6 s against 26 s for the
+    # 128,000 x 128 projections of 1,000 images); the sorted values are the same.
+    return torch.from_numpy(np.sort(values.numpy(), axis=0))
+
+
 def sliced_wasserstein(first: torch.Tensor, second: torch.Tensor, *, directions: int, repeats: int,
                        generator: torch.Generator) -> float:
     """Mean over random unit directions of the 1-D Wasserstein distance between the projected point sets."""
@@ -160,34 +169,95 @@ def sliced_wasserstein(first: torch.Tensor, second: torch.Tensor, *, directions:
     for _ in range(repeats):
         projection = torch.randn(first.shape[1], directions, generator=generator)
         projection /= projection.norm(dim=0, keepdim=True)
-        projected_first = torch.sort(first @ projection, dim=0).values
-        projected_second = torch.sort(second @ projection, dim=0).values
+        projected_first = _sorted_columns(first @ projection)
+        projected_second = _sorted_columns(second @ projection)
         results.append(float((projected_first - projected_second).abs().mean()))
     return sum(results) / len(results)
 
 
+def drawn_images(images: torch.Tensor, count: int, *, seed: int) -> torch.Tensor:
+    """``count`` of ``images`` (all when there are fewer), drawn without replacement, as float in [-1, 1]."""
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[: min(count, len(images))]
+    batch = images[order]
+    return batch.float() / 127.5 - 1.0 if batch.dtype == torch.uint8 else batch.float()
+
+
+def reference_folder_files(root: str, shape):
+    """The folder and image files of ``swd:reference=DIR``, checked against the run's image ``shape``."""
+    from gankit.images import IMAGE_SUFFIXES, check_folder, scan_images
+
+    channels, height, width = shape
+    if height != width or channels not in (1, 3):
+        raise GankitError(
+            f"swd reference=DIR decodes square grayscale or RGB images; the run's images are {channels}x{height}x{width}"
+        )
+    folder = check_folder(root, label="swd reference", hint="pass swd:reference=DIR, a folder of images")
+    files, skipped = scan_images(folder)
+    if not files:
+        raise GankitError(f"swd reference folder {str(folder)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return folder, files, skipped
+
+
+def reference_folder_images(root: str, shape) -> torch.Tensor:
+    """Every image of the folder ``root``, decoded (through the image cache) to the run's ``shape``, uint8."""
+    from gankit.images import ImageFiles
+
+    folder, files, skipped = reference_folder_files(root, shape)
+    images = ImageFiles()
+    images.load(folder, files, skipped, label="swd reference", image_size=shape[-1], channels=shape[0])
+    return images.tensor()
+
+
 class SlicedWasserstein(Metric):
-    """SWD x 1e3 between generated and real images, per pyramid level and averaged (``swd``); lower is better."""
+    """SWD x 1e3 between generated and real images, per pyramid level and averaged (``swd``); lower is better.
+
+    The real images are, in this order of preference: the folder ``reference=DIR``, the data source's held-out
+    images (``holdout_tensor()``), the training data. ``reference_images`` reports how many were compared and
+    ``held_out`` whether they were held out of training (1) or not (0)."""
 
     key = "swd"
     higher_is_better = False
     sample_count = 2048
 
     def __init__(self, *, patch_size: int = 7, patches_per_image: int = 128, directions: int = 128,
-                 repeats: int = 4, seed: int = 0) -> None:
+                 repeats: int = 4, seed: int = 0, reference: str | None = None) -> None:
         for name, value in (("patch_size", patch_size), ("patches_per_image", patches_per_image),
                             ("directions", directions), ("repeats", repeats)):
             if value <= 0:
                 raise GankitError(f"swd option {name} must be positive, got {value}")
         self.patch_size, self.patches_per_image = patch_size, patches_per_image
         self.directions, self.repeats, self.seed = directions, repeats, seed
+        if reference is not None and not reference.strip():
+            raise GankitError("swd option reference needs a folder of images: swd:reference=DIR")
+        self.reference = reference
+        self._reference_images: torch.Tensor | None = None
 
     def check(self, *, shape, data) -> None:
         _require_images("swd", shape)
+        if self.reference:
+            reference_folder_files(self.reference, shape)
+
+    def real_images(self, data, count: int, shape) -> tuple[torch.Tensor, bool]:
+        """The real images to compare ``count`` samples of ``shape`` with, and whether they are held out."""
+        if self.reference:
+            if self._reference_images is None:
+                self._reference_images = reference_folder_images(self.reference, shape)
+            return drawn_images(self._reference_images, count, seed=self.seed), False
+        holdout = getattr(data, "holdout_tensor", None)
+        held_out = holdout() if callable(holdout) else None
+        if held_out is not None and len(held_out):
+            if tuple(held_out.shape[1:]) != tuple(shape):
+                raise GankitError(f"swd: the held-out images have shape {tuple(held_out.shape[1:])}, "
+                                  f"the samples {tuple(shape)}")
+            return drawn_images(held_out, count, seed=self.seed), True
+        return real_examples(data, count, seed=self.seed), False
 
     def evaluate(self, samples, *, data) -> dict[str, float]:
-        real = real_examples(data, len(samples), seed=self.seed)
-        return self.distance(samples, real)
+        real, held_out = self.real_images(data, len(samples), tuple(samples.shape[1:]))
+        values = self.distance(samples, real)
+        values["reference_images"] = float(min(len(samples), len(real)))
+        values["held_out"] = float(held_out)
+        return values
 
     def distance(self, first: torch.Tensor, second: torch.Tensor) -> dict[str, float]:
         generator = torch.Generator().manual_seed(self.seed)
