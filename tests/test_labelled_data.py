@@ -258,6 +258,14 @@ def test_folder_limit_that_leaves_a_class_empty_says_so(tmp_path):
         FolderImages(root=str(root), image_size=4, classes="subfolders", limit=4)
 
 
+def test_a_holdout_that_takes_a_whole_class_says_so(tmp_path):
+    root = class_tree(tmp_path / "tree")
+    # Natural file order puts 'cat' last: holding out its images leaves the class with none to train on.
+    assert FolderImages(root=str(root), image_size=4, classes="subfolders", holdout=1).labels().tolist() == [1, 1, 0, 0, 2]
+    with pytest.raises(GankitError, match="class folder 'cat' .* holds no images outside the last 2 \\(holdout\\)"):
+        FolderImages(root=str(root), image_size=4, classes="subfolders", holdout=2)
+
+
 def test_folder_classes_option_errors_through_the_cli(tmp_path):
     root = class_tree(tmp_path / "tree")
     out = tmp_path / "run"
