@@ -67,8 +67,9 @@ class RunConfig:
     )
     reg: list[str] = setting(
         factory=list, section="Components", metavar="SPEC", kind="regularizer", bench=True, default_text="none",
-        help="Regularizer of the discriminator; repeat to combine (--reg clip --reg gp).",
-        details="In TOML a list, `reg = [\"gp\"]`.",
+        help="Regularizer of the discriminator; repeat to combine (--reg clip --reg gp); none: no regularizer.",
+        details="In TOML a list, `reg = [\"gp\"]`. `--reg none` trains without one even where the data or loss "
+                "recommends one.",
     )
     data: str = setting(
         "digits:digits", section="Components", metavar="SPEC", kind="data", bench=True,
@@ -466,6 +467,10 @@ def _coerce(key: str, annotation: str, value: Any, source: str) -> Any:
             return None
         raise GankitError(f"{label} cannot be empty (in {source})")
     if base == "list[str]":
+        # "none" says "none at all" where a default or a recommendation would otherwise fill the list
+        # (ring data recommends r1; `--reg none` trains without it).
+        if value == "none" or value == ["none"]:
+            return []
         if isinstance(value, str):
             return [value]
         if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
