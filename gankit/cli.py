@@ -514,8 +514,9 @@ app.command("bench")(command(bench, bench_command_flags()))
 
 
 def cli_reference(document: str) -> str:
-    """docs/cli.md with its generated options tables (of `gankit run` and `gankit bench`) brought up to date."""
+    """docs/cli.md with its generated options tables (of `gankit run`, `gankit sweep` and `gankit bench`) brought up to date."""
     document = replace_generated(document, "gankit run", options_markdown(run_command_flags(), SECTIONS))
+    document = replace_generated(document, "gankit sweep", options_markdown(SWEEP_ONLY_FLAGS))
     return replace_generated(document, "gankit bench", options_markdown(bench_command_flags()))
 
 

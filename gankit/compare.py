@@ -222,7 +222,8 @@ def comparison(paths: Sequence[str | Path]) -> dict[str, Any]:
         rows.append({
             "setting": {key: shown_value(key, group.setting.get(key)) for key in differing},
             "config": group.setting,
-            "metric": group.setting.get("metric"),
+            # A metric named without --eval-every (a data source may recommend one) scored nothing.
+            "metric": group.setting.get("metric") if group.setting.get("eval_every") else None,
             "key": first.key,
             "higher_is_better": first.higher_is_better,
             "seeds": sorted(run.seed for run in group.runs if run.seed is not None),
@@ -302,6 +303,9 @@ def table(result: dict[str, Any]):
 def print_table(result: dict[str, Any]) -> None:
     from rich.console import Console
 
+    if not result["rows"]:  # a sweep whose runs have not started (e.g. after --print-commands)
+        Console(highlight=False).print("gankit compare: no runs with a config.toml yet")
+        return
     Console(highlight=False).print(table(result))
 
 
@@ -320,4 +324,10 @@ def plot(result: dict[str, Any], path: str | Path) -> Path | None:
         label = " ".join(f"{key}={value}" for key, value in row["setting"].items()) or "runs"
         series.append((shortened(label, 40), colours[index % len(colours)], points))
     keys = {row["key"] for row in result["rows"] if row["key"]}
-    return draw_band_plot(series, Path(path), title=f"{', '.join(sorted(keys)) or 'metric'}: mean over seeds, band min-max")
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise GankitError(f"--plot {shortened(path)}: give a .png file")
+    try:
+        return draw_band_plot(series, path, title=f"{', '.join(sorted(keys)) or 'metric'}: mean over seeds, band min-max")
+    except OSError as error:
+        raise GankitError(f"cannot write --plot {shortened(path)}: {error.strerror or error}") from None
