@@ -525,7 +525,7 @@ def cli_reference(document: str) -> str:
 
 SWEEP_ONLY_FLAGS = (
     Flag("out", Optional[Path], ("--out",), Setting(
-        section="", metavar="DIR", default_text="required",
+        section="", metavar="DIR", default_text="required, no default",
         help="The sweep folder: sweep.json, status.json, logs/ and one run folder per setting and seed.",
     ), is_setting=False),
     Flag("grid", Optional[list[str]], ("--set",), Setting(
