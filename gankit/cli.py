@@ -516,7 +516,7 @@ app.command("bench")(command(bench, bench_command_flags()))
 def cli_reference(document: str) -> str:
     """docs/cli.md with its generated options tables (of `gankit run`, `gankit sweep` and `gankit bench`) brought up to date."""
     document = replace_generated(document, "gankit run", options_markdown(run_command_flags(), SECTIONS))
-    document = replace_generated(document, "gankit sweep", options_markdown(SWEEP_ONLY_FLAGS))
+    document = replace_generated(document, "gankit sweep", sweep_options_markdown())
     return replace_generated(document, "gankit bench", options_markdown(bench_command_flags()))
 
 
@@ -569,9 +569,17 @@ def sweep(**values) -> None:
 app.command("sweep")(command(sweep, sweep_command_flags()))
 
 
+def sweep_options_markdown() -> str:
+    """docs/cli.md's options of `gankit sweep`: its own in a table, then the run's it passes on, named."""
+    passed = [name for flag in run_flags() if flag.name != "out" for declaration in flag.declarations
+              for name in declaration.split("/")]
+    return (options_markdown(SWEEP_ONLY_FLAGS) + "\n- " + " ".join(f"`{name}`" for name in passed)
+            + ": the options of [gankit run](#gankit-run), given to every run.\n")
+
+
 @app.command()
 def compare(
-    paths: Annotated[list[Path], typer.Argument(help="Run folders and sweep folders.", metavar="RUN_OR_SWEEP")],
+    run_or_sweep: Annotated[list[Path], typer.Argument(help="Run folders and sweep folders.", metavar="RUN_OR_SWEEP")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV (one line per setting) instead of a table.")] = False,
     plot: Annotated[Optional[Path], typer.Option("--plot", metavar="PNG", help="Also draw the metric curves: mean and min-max band per setting.")] = None,
@@ -579,7 +587,7 @@ def compare(
     """Compare runs by setting: mean ± std over seeds of the final and best metric, throughput, wall time, divergences."""
     if as_json and as_csv:
         raise GankitError("--json and --csv cannot be given together")
-    _print_comparison(paths, style="json" if as_json else "csv" if as_csv else "table", plot=plot)
+    _print_comparison(run_or_sweep, style="json" if as_json else "csv" if as_csv else "table", plot=plot)
 
 
 def _print_comparison(paths, style: str = "table", plot: Path | None = None) -> None:

@@ -99,12 +99,22 @@ def find_runs(paths: Sequence[str | Path]) -> list[RunSummary]:
         elif holds_run(path):
             if not (path / "config.toml").is_file():
                 raise GankitError(f"{shortened(path)} has no config.toml to tell its setting")
-            found.setdefault(path.resolve(), read_run(path, {}))
+            found.setdefault(path.resolve(), read_run(path, _status_in_sweep(path)))
         else:
             raise GankitError(
                 f"{shortened(path)} is neither a run folder (config.toml, checkpoints/) nor a sweep folder ({MANIFEST})"
             )
     return list(found.values())
+
+
+def _status_in_sweep(run: Path) -> dict:
+    """A run given by its own folder still gets what its sweep recorded (``<sweep>/<setting>/seed-N``)."""
+    from gankit.sweep import MANIFEST, read_status
+
+    sweep = run.resolve().parent.parent
+    if not (sweep / MANIFEST).is_file():
+        return {}
+    return read_status(sweep).get(run.resolve().relative_to(sweep).as_posix(), {})
 
 
 def read_run(path: Path, status: dict) -> RunSummary:

@@ -467,9 +467,7 @@ def _coerce(key: str, annotation: str, value: Any, source: str) -> Any:
             return None
         raise GankitError(f"{label} cannot be empty (in {source})")
     if base == "list[str]":
-        # "none" says "none at all" where a default or a recommendation would otherwise fill the list
-        # (ring data recommends r1; `--reg none` trains without it).
-        if value == "none" or value == ["none"]:
+        if _says_none(value):
             return []
         if isinstance(value, str):
             return [value]
@@ -507,6 +505,12 @@ def _coerce(key: str, annotation: str, value: Any, source: str) -> Any:
     else:  # pragma: no cover - a field with a type this function does not know
         return value
     raise GankitError(f"{label} must be {base}, got {quoted(value)} (in {source})")
+
+
+def _says_none(value: Any) -> bool:
+    """A list setting given as "none": empty, where a default or a recommendation would otherwise fill it (ring
+    data recommends r1; `--reg none` trains without it)."""
+    return value == "none" or value == ["none"]
 
 
 def _as_float(label: str, value: int | float, source: str) -> float:

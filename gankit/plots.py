@@ -158,6 +158,9 @@ class _Axes:
     def save(self, legend: list[tuple[str, tuple[int, int, int]]], path: Path) -> Path:
         widest = max((self.draw.textlength(name, font=self.small) for name, _ in legend), default=0)
         legend_x, legend_y = self.size[0] - self.RIGHT - max(150, widest + 40), self.TOP + 8
+        # A backing, so that curves and bands under the legend do not hide its names.
+        self.draw.rectangle([legend_x - 6, legend_y - 4, self.size[0] - self.RIGHT - 4, legend_y + 18 * len(legend)],
+                            fill="white", outline=(210, 210, 210))
         for index, (name, colour) in enumerate(legend):
             y = legend_y + index * 18
             self.draw.line([(legend_x, y + 7), (legend_x + 24, y + 7)], fill=colour, width=3)

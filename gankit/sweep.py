@@ -268,8 +268,12 @@ def record_status(folder: Path, name: str, entry: dict) -> None:
 
     with _locked(folder / ".status.lock"):
         statuses = read_status(folder)
-        seconds = statuses.get(name, {}).get("wall_seconds", 0.0) + entry.pop("seconds", 0.0)
-        statuses[name] = {**entry, "wall_seconds": round(seconds, 3)}
+        before, seconds = statuses.get(name, {}).get("wall_seconds"), entry.pop("seconds", None)
+        if seconds is not None:  # the time of every attempt the sweep saw end
+            entry["wall_seconds"] = round((before or 0.0) + seconds, 3)
+        elif before is not None:
+            entry["wall_seconds"] = before
+        statuses[name] = entry
         write_atomic(folder / STATUS, json.dumps(statuses, indent=2, sort_keys=True) + "\n")
 
 
@@ -494,6 +498,7 @@ def sweep(
     claim_folder(folder, manifest(grid, base, seed_list, runs))
     states = {run.name: run_state(folder / run.name) for run in runs}
     todo = [run for run in runs if states[run.name] != "finished"]
+    _record_finished_elsewhere(folder, [run for run in runs if states[run.name] == "finished"])
     if print_commands:
         for run in todo:
             echo(shlex.join(["gankit", *run_command(run, folder, states[run.name])]))
@@ -509,6 +514,14 @@ def sweep(
     scheduler = Scheduler(folder, jobs, threads, echo)
     scheduler.run(todo)
     return scheduler.failed
+
+
+def _record_finished_elsewhere(folder: Path, finished: Sequence[PlannedRun]) -> None:
+    """Runs that ended while no sweep watched (a printed command, a sweep killed as they ended) are finished too."""
+    statuses = read_status(folder)
+    for run in finished:
+        if statuses.get(run.name, {}).get("status") != "finished":
+            record_status(folder, run.name, {"status": "finished"})
 
 
 def _count(number: int, noun: str) -> str:

@@ -173,3 +173,10 @@ def test_run_folders_are_named_by_their_setting_and_commands_carry_every_value(t
         "--steps", "5", "--loss", "bce", "--reg", "clip", "--reg", "gp", "--no-compile", "--seed", "0",
         "--out", str(tmp_path / runs[2].name)]
     assert "--reg none" in " ".join(run_arguments(runs[0].values))
+
+
+def test_reg_none_is_no_regularizer_even_where_the_data_recommends_one():
+    from gankit.config import RunConfig
+
+    config = RunConfig.from_sources(None, {"reg": ["none"], "data": "ring"})
+    assert config.reg == [] and "reg" in config.user_set  # so ring's recommended r1 is not applied
