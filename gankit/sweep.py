@@ -339,6 +339,8 @@ class _Signals:
     def __init__(self, running: dict) -> None:
         self.running = running
         self.requested: str | None = None
+        self.number = signal.SIGINT
+        self.signalled: set[int] = set()  # the children the newest signal was passed on to
         self.previous: dict[int, Any] = {}
 
     def __enter__(self) -> _Signals:
@@ -353,11 +355,19 @@ class _Signals:
 
     def _handle(self, number: int, frame) -> None:
         self.requested = self.requested or signal.Signals(number).name
-        for attempt in list(self.running.values()):
-            try:
-                attempt.process.send_signal(number)
-            except OSError:  # ended meanwhile
-                pass
+        self.number = number
+        self.signalled.clear()
+        self.pass_on()
+
+    def pass_on(self) -> None:
+        """Send the signal to the children that have not had it (one started as it came, too)."""
+        for pid, attempt in list(self.running.items()):
+            if pid not in self.signalled:
+                self.signalled.add(pid)
+                try:
+                    attempt.process.send_signal(self.number)
+                except OSError:  # ended meanwhile
+                    pass
 
 
 def _error_line(log: Path, offset: int, code: int) -> str:
@@ -392,6 +402,7 @@ class Scheduler:
             while pending or self.running:
                 if signals.requested:
                     pending = []
+                    signals.pass_on()
                 while pending and len(self.running) < self.jobs and not signals.requested:
                     ready = next((run for run in pending if lock_holder(self.folder / run.name) is None), None)
                     if ready is None:

@@ -52,14 +52,17 @@ def test_a_sweep_killed_half_way_and_run_again_finishes_every_run_exactly_once(t
     assert first.returncode == 130, out + err
     assert [line for line in err.splitlines() if line.startswith("Interrupted:")] == [err.strip().splitlines()[-1]]
     assert "Traceback" not in err
-    unfinished = [run for run in folder.glob("*/seed-*") if not (run / "checkpoints" / "step-0000200.safetensors").exists()]
-    assert unfinished, "the interrupt came after every run had finished: nothing was resumed"
+    names = ["loss=bce/seed-0", "loss=bce/seed-1", "loss=hinge/seed-0", "loss=hinge/seed-1"]
+    unfinished = [folder / name for name in names if not (folder / name / "checkpoints" / "step-0000200.safetensors").exists()]
+    assert len(unfinished) >= 2, "the interrupt came too late: the second pair of runs had started"
+    resumable = [run.relative_to(folder).as_posix() for run in unfinished if list((run / "checkpoints").glob("step-*"))]
 
     second = subprocess.run(command, capture_output=True, text=True, env=environment(), timeout=600)
     assert second.returncode == 0, second.stdout + second.stderr
+    for name in resumable:  # continued from its checkpoint, not trained again from the start
+        assert f"{name}: resuming" in second.stdout, second.stdout
     runs = sorted(folder.glob("*/seed-*"))
-    assert [run.relative_to(folder).as_posix() for run in runs] == [
-        "loss=bce/seed-0", "loss=bce/seed-1", "loss=hinge/seed-0", "loss=hinge/seed-1"]
+    assert [run.relative_to(folder).as_posix() for run in runs] == names
     for run in runs:
         assert logged_steps(run / "metrics.jsonl") == list(range(10, 201, 10)), run  # no step logged twice
         assert logged_steps(run / "eval.jsonl") == [100, 200], run
@@ -180,3 +183,27 @@ def test_reg_none_is_no_regularizer_even_where_the_data_recommends_one():
 
     config = RunConfig.from_sources(None, {"reg": ["none"], "data": "ring"})
     assert config.reg == [] and "reg" in config.user_set  # so ring's recommended r1 is not applied
+
+
+def test_a_run_another_process_is_writing_is_waited_for_not_run_twice(tmp_path):
+    from gankit.runfolder import RunFolderLock, lock_holder
+
+    folder = tmp_path / "sweep"
+    run = folder / "loss=bce" / "seed-0"
+    lock = RunFolderLock(run).acquire()  # as another sweep's child holds it while it trains
+    assert lock_holder(run) == f"PID {os.getpid()}"
+    sweep = subprocess.Popen([sys.executable, "-m", "gankit", "sweep", *RING, "--steps", "10", "--set", "loss=bce",
+                              "--out", str(folder)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=environment())
+    lines = []
+    for line in sweep.stdout:
+        lines.append(line)
+        if "waiting" in line:
+            break
+    assert lines[-1].strip() == f"loss=bce/seed-0: waiting, another gankit process (PID {os.getpid()}) is running it"
+    assert not (run / "config.toml").exists()
+    lock.release()
+    assert lock_holder(run) is None
+    out, err = sweep.communicate(timeout=600)
+    assert sweep.returncode == 0, out + err
+    assert "loss=bce/seed-0: starting" in out and (run / "checkpoints" / "step-0000010.safetensors").is_file()
