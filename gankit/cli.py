@@ -514,9 +514,93 @@ app.command("bench")(command(bench, bench_command_flags()))
 
 
 def cli_reference(document: str) -> str:
-    """docs/cli.md with its generated options tables (of `gankit run` and `gankit bench`) brought up to date."""
+    """docs/cli.md with its generated options tables (of `gankit run`, `gankit sweep` and `gankit bench`) brought up to date."""
     document = replace_generated(document, "gankit run", options_markdown(run_command_flags(), SECTIONS))
+    document = replace_generated(document, "gankit sweep", sweep_options_markdown())
     return replace_generated(document, "gankit bench", options_markdown(bench_command_flags()))
+
+
+# -- gankit sweep and gankit compare ----------------------------------------------------------------
+
+
+SWEEP_ONLY_FLAGS = (
+    Flag("out", Optional[Path], ("--out",), Setting(
+        section="", metavar="DIR", default_text="required, no default",
+        help="The sweep folder: sweep.json, status.json, logs/ and one run folder per setting and seed.",
+    ), is_setting=False),
+    Flag("grid", Optional[list[str]], ("--set",), Setting(
+        section="", metavar="KEY=V1,V2", default_text="none",
+        help="A setting of gankit run and its values to sweep; repeat for a grid. Values split on ; when one is "
+             "given (arch=mlp:width=16,depth=1;mlp:width=32,depth=1); reg=none, reg=clip+gp.",
+    ), is_setting=False),
+    Flag("seeds", int, ("--seeds",), Setting(section="", metavar="N", default_text="1",
+                                            help="Seeds per setting: --seed, --seed + 1, ..."), default=1, is_setting=False),
+    Flag("jobs", int, ("--jobs",), Setting(
+        section="", metavar="N", default_text="1",
+        help="Runs at once, as child processes; each gets --threads cores/N unless --threads is given.",
+    ), default=1, is_setting=False),
+    Flag("print_commands", bool, ("--print-commands",), Setting(
+        section="", help="Print one gankit run command per unfinished run (for a cluster scheduler) and run nothing.",
+    ), default=False, is_setting=False),
+)
+
+
+def sweep_command_flags() -> list[Flag]:
+    """The options of `gankit sweep`: its own, then every setting of `gankit run` but --out, for every run."""
+    return with_default_texts([*SWEEP_ONLY_FLAGS, *(flag for flag in run_flags() if flag.name != "out")])
+
+
+def sweep(**values) -> None:
+    """Train a grid of settings over seeds, one run folder each, N at a time; then compare them."""
+    from gankit.sweep import sweep as run_sweep
+
+    folder, grid, seeds, jobs, print_commands = (values.pop(name) for name in ("out", "grid", "seeds", "jobs", "print_commands"))
+    if folder is None:
+        raise GankitError("--out DIR is required: the sweep folder")
+    failed = run_sweep(folder, grid or [], setting_values(run_flags(), values), seeds=seeds, jobs=jobs,
+                       print_commands=print_commands, echo=typer.echo)
+    if not print_commands:
+        _print_comparison([folder])
+    if failed:
+        raise GankitError(f"{len(failed)} runs failed ({', '.join(failed[:3])}{', ...' if len(failed) > 3 else ''}); "
+                          f"their errors are in {folder / 'status.json'}")
+
+
+app.command("sweep")(command(sweep, sweep_command_flags()))
+
+
+def sweep_options_markdown() -> str:
+    """docs/cli.md's options of `gankit sweep`: its own in a table, then the run's it passes on, named."""
+    passed = [name for flag in run_flags() if flag.name != "out" for declaration in flag.declarations
+              for name in declaration.split("/")]
+    return (options_markdown(SWEEP_ONLY_FLAGS) + "\n- " + " ".join(f"`{name}`" for name in passed)
+            + ": the options of [gankit run](#gankit-run), given to every run.\n")
+
+
+@app.command()
+def compare(
+    run_or_sweep: Annotated[list[Path], typer.Argument(help="Run folders and sweep folders.", metavar="RUN_OR_SWEEP")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV (one line per setting) instead of a table.")] = False,
+    plot: Annotated[Optional[Path], typer.Option("--plot", metavar="PNG", help="Also draw the metric curves: mean and min-max band per setting.")] = None,
+) -> None:
+    """Compare runs by setting: mean ± std over seeds of the final and best metric, throughput, wall time, divergences."""
+    if as_json and as_csv:
+        raise GankitError("--json and --csv cannot be given together")
+    _print_comparison(run_or_sweep, style="json" if as_json else "csv" if as_csv else "table", plot=plot)
+
+
+def _print_comparison(paths, style: str = "table", plot: Path | None = None) -> None:
+    from gankit import compare as comparing
+
+    result = comparing.comparison(paths)
+    if style == "table":
+        comparing.print_table(result)
+    else:
+        typer.echo(comparing.as_json(result) if style == "json" else comparing.as_csv(result), nl=style == "json")
+    if plot is not None:
+        written = comparing.plot(result, plot)
+        typer.echo(f"Wrote {written}" if written else f"No evaluations to plot; {plot} not written", err=style != "table")
 
 
 # -- gankit sample -----------------------------------------------------------------------------------

@@ -67,8 +67,9 @@ class RunConfig:
     )
     reg: list[str] = setting(
         factory=list, section="Components", metavar="SPEC", kind="regularizer", bench=True, default_text="none",
-        help="Regularizer of the discriminator; repeat to combine (--reg clip --reg gp).",
-        details="In TOML a list, `reg = [\"gp\"]`.",
+        help="Regularizer of the discriminator; repeat to combine (--reg clip --reg gp); none: no regularizer.",
+        details="In TOML a list, `reg = [\"gp\"]`. `--reg none` trains without one even where the data or loss "
+                "recommends one.",
     )
     data: str = setting(
         "digits:digits", section="Components", metavar="SPEC", kind="data", bench=True,
@@ -472,6 +473,8 @@ def _coerce(key: str, annotation: str, value: Any, source: str) -> Any:
             return None
         raise GankitError(f"{label} cannot be empty (in {source})")
     if base == "list[str]":
+        if _says_none(value):
+            return []
         if isinstance(value, str):
             return [value]
         if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
@@ -508,6 +511,12 @@ def _coerce(key: str, annotation: str, value: Any, source: str) -> Any:
     else:  # pragma: no cover - a field with a type this function does not know
         return value
     raise GankitError(f"{label} must be {base}, got {quoted(value)} (in {source})")
+
+
+def _says_none(value: Any) -> bool:
+    """A list setting given as "none": empty, where a default or a recommendation would otherwise fill it (ring
+    data recommends r1; `--reg none` trains without it)."""
+    return value == "none" or value == ["none"]
 
 
 def _as_float(label: str, value: int | float, source: str) -> float:

@@ -77,53 +77,100 @@ def draw_line_plot(series: Sequence[tuple[str, tuple[int, int, int], list[tuple[
     series = [s for s in series if s[2]]
     if not series:
         return None
-    width, height = size
-    left, right, top, bottom = 70, 20, 40, 50
-    xs = [x for _, _, points in series for x, _ in points]
-    ys = [y for _, _, points in series for _, y in points]
-    x_low, x_high = min(xs), max(xs)
-    y_low, y_high = min(ys), max(ys)
-    if x_high == x_low:
-        x_high = x_low + 1
-    if y_high == y_low:
-        y_low, y_high = y_low - 0.5, y_high + 0.5
-    pad = (y_high - y_low) * 0.05
-    y_low, y_high = y_low - pad, y_high + pad
+    axes = _Axes([x for _, _, points in series for x, _ in points], [y for _, _, points in series for _, y in points],
+                 title=title, x_label=x_label, size=size)
+    for name, colour, points in series:
+        axes.line(points, colour)
+    return axes.save([(name, colour) for name, colour, _ in series], path)
 
-    def to_pixel(x: float, y: float) -> tuple[float, float]:
-        px = left + (x - x_low) / (x_high - x_low) * (width - left - right)
-        py = top + (y_high - y) / (y_high - y_low) * (height - top - bottom)
+
+def draw_band_plot(series: Sequence[tuple[str, tuple[int, int, int], list[tuple[float, float, float, float]]]], path: Path, *,
+                   title: str, x_label: str = "step", size: tuple[int, int] = (800, 480)) -> Path | None:
+    """``(name, colour, [(x, y, low, high), ...])`` series: each a line over a lighter band from low to high
+    (e.g. the mean over seeds and their range); None when empty."""
+    series = [(name, colour, [p for p in points if all(math.isfinite(v) for v in p)]) for name, colour, points in series]
+    series = [s for s in series if s[2]]
+    if not series:
+        return None
+    axes = _Axes([p[0] for _, _, points in series for p in points],
+                 [v for _, _, points in series for p in points for v in p[1:]], title=title, x_label=x_label, size=size)
+    for _, colour, points in series:
+        axes.band([(x, low, high) for x, _, low, high in points], colour)
+    for _, colour, points in series:
+        axes.line([(x, y) for x, y, _, _ in points], colour)
+    return axes.save([(name, colour) for name, colour, _ in series], path)
+
+
+class _Axes:
+    """A white canvas with a title, a framed plot area fitted to the data, grid lines and tick labels."""
+
+    LEFT, RIGHT, TOP, BOTTOM = 70, 20, 40, 50
+
+    def __init__(self, xs: list[float], ys: list[float], *, title: str, x_label: str, size: tuple[int, int]) -> None:
+        width, height = self.size = size
+        left, right, top, bottom = self.LEFT, self.RIGHT, self.TOP, self.BOTTOM
+        x_low, x_high = min(xs), max(xs)
+        y_low, y_high = min(ys), max(ys)
+        if x_high == x_low:
+            x_high = x_low + 1
+        if y_high == y_low:
+            y_low, y_high = y_low - 0.5, y_high + 0.5
+        pad = (y_high - y_low) * 0.05
+        self.x_range, self.y_range = (x_low, x_high), (y_low - pad, y_high + pad)
+        self.image = Image.new("RGB", size, "white")
+        self.draw = ImageDraw.Draw(self.image)
+        font, self.small = _font(16), _font(12)
+        self.draw.text((left, 10), title, fill="black", font=font)
+        for tick in _nice_ticks(*self.y_range):
+            _, py = self.to_pixel(x_low, tick)
+            self.draw.line([(left, py), (width - right, py)], fill=(230, 230, 230))
+            self.draw.text((left - 6, py), _label(tick), fill="black", font=self.small, anchor="rm")
+        for tick in _nice_ticks(x_low, x_high):
+            px, _ = self.to_pixel(tick, self.y_range[0])
+            self.draw.line([(px, top), (px, height - bottom)], fill=(230, 230, 230))
+            self.draw.text((px, height - bottom + 6), _label(tick), fill="black", font=self.small, anchor="mt")
+        self.draw.rectangle([left, top, width - right, height - bottom], outline="black")
+        self.draw.text(((left + width - right) / 2, height - 18), x_label, fill="black", font=self.small, anchor="mm")
+
+    def to_pixel(self, x: float, y: float) -> tuple[float, float]:
+        width, height = self.size
+        (x_low, x_high), (y_low, y_high) = self.x_range, self.y_range
+        px = self.LEFT + (x - x_low) / (x_high - x_low) * (width - self.LEFT - self.RIGHT)
+        py = self.TOP + (y_high - y) / (y_high - y_low) * (height - self.TOP - self.BOTTOM)
         return px, py
 
-    image = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(image)
-    font, small = _font(16), _font(12)
-    draw.text((left, 10), title, fill="black", font=font)
-    for tick in _nice_ticks(y_low, y_high):
-        _, py = to_pixel(x_low, tick)
-        draw.line([(left, py), (width - right, py)], fill=(230, 230, 230))
-        draw.text((left - 6, py), _label(tick), fill="black", font=small, anchor="rm")
-    for tick in _nice_ticks(x_low, x_high):
-        px, _ = to_pixel(tick, y_low)
-        draw.line([(px, top), (px, height - bottom)], fill=(230, 230, 230))
-        draw.text((px, height - bottom + 6), _label(tick), fill="black", font=small, anchor="mt")
-    draw.rectangle([left, top, width - right, height - bottom], outline="black")
-    draw.text(((left + width - right) / 2, height - 18), x_label, fill="black", font=small, anchor="mm")
-    for name, colour, points in series:
-        pixels = [to_pixel(x, y) for x, y in points]
+    def line(self, points: list[tuple[float, float]], colour: tuple[int, int, int]) -> None:
+        pixels = [self.to_pixel(x, y) for x, y in points]
         if len(pixels) == 1:
             x, y = pixels[0]
-            draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
+            self.draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
         else:
-            draw.line(pixels, fill=colour, width=2)
-    legend_x, legend_y = width - right - 150, top + 8
-    for index, (name, colour, _) in enumerate(series):
-        y = legend_y + index * 18
-        draw.line([(legend_x, y + 7), (legend_x + 24, y + 7)], fill=colour, width=3)
-        draw.text((legend_x + 30, y), name, fill="black", font=small)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
-    return path
+            self.draw.line(pixels, fill=colour, width=2)
+
+    def band(self, points: list[tuple[float, float, float]], colour: tuple[int, int, int]) -> None:
+        # Translucent, so that overlapping bands of two settings both stay visible.
+        outline = [self.to_pixel(x, high) for x, _, high in points] + [self.to_pixel(x, low) for x, low, _ in reversed(points)]
+        if len(points) < 2:
+            x, top = outline[0]
+            self.draw.line([(x, top), outline[-1]], fill=colour, width=1)
+            return
+        layer = Image.new("RGBA", self.size, (0, 0, 0, 0))
+        ImageDraw.Draw(layer).polygon(outline, fill=(*colour, 60))
+        self.image.paste(Image.alpha_composite(self.image.convert("RGBA"), layer).convert("RGB"))
+
+    def save(self, legend: list[tuple[str, tuple[int, int, int]]], path: Path) -> Path:
+        widest = max((self.draw.textlength(name, font=self.small) for name, _ in legend), default=0)
+        legend_x, legend_y = self.size[0] - self.RIGHT - max(150, widest + 40), self.TOP + 8
+        # A backing, so that curves and bands under the legend do not hide its names.
+        self.draw.rectangle([legend_x - 6, legend_y - 4, self.size[0] - self.RIGHT - 4, legend_y + 18 * len(legend)],
+                            fill="white", outline=(210, 210, 210))
+        for index, (name, colour) in enumerate(legend):
+            y = legend_y + index * 18
+            self.draw.line([(legend_x, y + 7), (legend_x + 24, y + 7)], fill=colour, width=3)
+            self.draw.text((legend_x + 30, y), name, fill="black", font=self.small)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.image.save(path)
+        return path
 
 
 def loss_statistics(record: dict) -> list[str]:

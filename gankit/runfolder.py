@@ -123,6 +123,26 @@ class RunFolderLock:
         self.descriptor = None
 
 
+def lock_holder(folder: str | Path) -> str | None:
+    """Who holds the run folder's lock (``PID n``), or None when no process does; takes no lock it keeps, so a
+    scheduler (gankit sweep) can wait for a run another process is writing instead of failing on it."""
+    try:
+        descriptor = os.open(Path(folder) / LOCK_NAME, os.O_RDWR | os.O_NOFOLLOW)
+    except OSError:  # no lock file (never run), or one this process may not lock: the run itself will say
+        return None
+    try:
+        if fcntl is None:
+            return None
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            return _read_pid(descriptor) if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES) else None
+        fcntl.flock(descriptor, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(descriptor)
+
+
 def _same_file(descriptor: int, path: Path) -> bool:
     try:
         opened, named = os.fstat(descriptor), os.stat(path, follow_symlinks=False)

@@ -21,7 +21,6 @@ LONG_FUNCTIONS = {
     "step.py:train_step": "the GAN update, kept in one piece to read top to bottom (as nanoGPT's train.py)",
     "builtins/rendered_digits.py:_render_one": "the seeded digit renderer: splitting it risks moving random draws (pinned runs)",
     "imagecache.py:load_images": "the cache build with its cleanup on interruption, in one try/finally",
-    "plots.py:draw_line_plot": "a plain pixel renderer, one drawing pass",
     "runfolder.py:writing_run": "the run folder's lock as one context manager: claim, yield, release",
 }
 
