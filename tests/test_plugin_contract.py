@@ -181,9 +181,10 @@ BUILTIN_HELPERS = sorted(
 
 
 def plugin_code() -> list[Path]:
-    """The builtins and the example plugins' packages (their tests may use gankit's test helpers)."""
+    """The builtins, the example plugins' packages and the test plugins written from the docs alone (their
+    tests may use gankit's test helpers)."""
     paths = sorted(BUILTINS.glob("*.py"))
-    for plugin in sorted((ROOT / "plugins").iterdir()):
+    for plugin in sorted([*(ROOT / "plugins").iterdir(), *(ROOT / "tests" / "plugins").iterdir()]):
         paths += sorted(p for p in plugin.rglob("*.py") if "tests" not in p.relative_to(plugin).parts)
     return paths
 
