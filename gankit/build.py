@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gankit.augmenting import Augmentations, build_augmentations
 from gankit.batches import BatchStream
 from gankit.components import DataSource, Loss, Regularizer
 from gankit.conditioning import (
@@ -72,6 +73,8 @@ class Objective:
     generator_step_scores_real: bool  # decided once: the loss compares fakes with real scores
     # The loss's extra discriminator outputs (checked once); non-empty: the losses get the keyword calls.
     discriminator_outputs: tuple[str, ...] = ()
+    # What the discriminator sees instead of the batches (--augment); None: the batches themselves.
+    augmentations: Augmentations | None = None
 
 
 @dataclass
@@ -183,9 +186,14 @@ def build_run(config: RunConfig, registry: Registry | None = None) -> Run:
     seed_everything(config.seed)
     arch = _build_architecture(config, registry, data, shape, objective, device, num_classes=num_classes)
     _record_specs(config, registry, arch, loss, data, regularizers, shape)
+    objective.augmentations, augmentations = build_augmentations(
+        registry, config.augment, shape=shape, seed=config.seed, device=device, distributed=distributed
+    )
+    config.augment = [built.spec for built in augmentations]
     components = {
         "architecture": arch.component, "loss": loss.component, "data": data.component,
         **{f"regularizer.{i}": b.component for i, b in enumerate(regularizers)},
+        **{f"augmentation.{i}": b.component for i, b in enumerate(augmentations)},
     }
     generator, discriminator = arch.value
     optimizers = _build_optimizers(config, generator, discriminator, device)
@@ -214,6 +222,8 @@ def _build_objective_components(config: RunConfig, registry: Registry, data: Bui
     if not isinstance(loss.value, Loss):
         raise GankitError(f"loss {loss.component.qualified_name!r} did not build a gankit.components.Loss")
     regularizers = [registry.build("regularizer", spec) for spec in config.reg]
+    for spec in config.augment:  # unknown names and options fail now; the augmentations are built with the networks
+        registry.resolve("augmentation", spec)
     for built in regularizers:
         if not isinstance(built.value, Regularizer):
             raise GankitError(
