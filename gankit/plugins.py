@@ -24,6 +24,7 @@ BUILTIN_PLUGINS = (
     "gankit.builtins.dcgan",
     "gankit.builtins.losses",
     "gankit.builtins.regularizers",
+    "gankit.builtins.augment",
     "gankit.builtins.wgan",
     "gankit.builtins.digits",
     "gankit.builtins.anime",
