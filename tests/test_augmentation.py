@@ -3,10 +3,14 @@ loss and regularizer, resumable bit for bit; a third-party augmentation written 
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
+from torch import nn
 from typer.testing import CliRunner
+
+import gankit
 
 from gankit.builtins.augment import OPS, AdaptiveAugment, DiffAugment
 from gankit.checkpoint import list_checkpoints, load_checkpoint
@@ -14,6 +18,8 @@ from gankit.cli import app
 from gankit.config import RunConfig
 from gankit.engine import Trainer
 from gankit.errors import GankitError
+from gankit.plugins import load_plugins
+from gankit.registry import Registry
 from gankit.resume import resume_trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -149,16 +155,45 @@ def test_resume_with_ada_and_diffaug_equals_the_uninterrupted_run(tmp_path):
     {"loss": "hinge", "reg": ["spectral-norm"]},
     {"loss": "wasserstein", "reg": ["gp"], "arch": "dcgan:width=8,norm=layer"},
     {"loss": "rpgan", "reg": ["r1"], "arch": "dcgan:width=8,norm=layer"},
-    {"loss": "least-squares", "conditional": True, "generator_noise": "fresh"},
+    {"loss": "least-squares", "conditional": True, "generator_noise": "fresh", "arch": "augtest:conditional"},
     {"loss": "bce", "precision": "bf16"},
 ])
 def test_augmentations_train_with_every_kind_of_loss_regularizer_and_setting(tiny_run, tmp_path, settings):
     config = {**tiny_run, "steps": 2, "d_steps": 1, **settings, "augment": ["ada:p=0.5", "diffaug"]}
-    trainer = Trainer(RunConfig.from_sources(overrides=config))
-    trainer.train(tmp_path / "run")
+    registry = Registry(load_plugins([("augtest", ConditionalImages())]))
+    Trainer(RunConfig.from_sources(overrides=config), registry=registry).train(tmp_path / "run")
     rows = logged(tmp_path / "run")
     assert rows and all(torch.isfinite(torch.tensor(row["d_loss"])) for row in rows)
     assert rows[-1]["augment_p"] == 0.5  # no adjustment yet: 2 of interval 4
+
+
+class ConditionalGenerator(nn.Module):
+    def __init__(self, shape, z_dim, num_classes):
+        super().__init__()
+        self.shape, self.embed = shape, nn.Embedding(num_classes, z_dim)
+        self.net = nn.Sequential(nn.Linear(z_dim, math.prod(shape)), nn.Tanh())
+
+    def forward(self, z, labels):
+        return self.net(z * self.embed(labels)).view(-1, *self.shape)
+
+
+class ConditionalDiscriminator(nn.Module):
+    def __init__(self, shape, num_classes):
+        super().__init__()
+        self.features, self.embed, self.out = nn.Linear(math.prod(shape), 8), nn.Embedding(num_classes, 8), nn.Linear(8, 1)
+
+    def forward(self, x, labels):
+        hidden = torch.relu(self.features(x.flatten(1)))
+        return self.out(hidden).squeeze(1) + (hidden * self.embed(labels)).sum(1)
+
+
+class ConditionalImages:
+    """A conditional architecture for images (the builtin dcgan is changed elsewhere at the same time)."""
+
+    @gankit.hookimpl
+    def gankit_register_architectures(self, register):
+        register("conditional", lambda *, shape, z_dim, num_classes=2: (
+            ConditionalGenerator(shape, z_dim, num_classes), ConditionalDiscriminator(shape, num_classes)))
 
 
 def test_an_unaugmented_run_has_no_augmentation_state(tiny_run, tmp_path):

@@ -1,7 +1,8 @@
 """Builtin augmentations: DiffAugment (Zhao et al. 2020) and an adaptive variant after ADA (Karras et al. 2020).
 
-Each op is differentiable with respect to the images, draws from the generator gankit passes, and applies to
-every image or, given a per-image mask, only to the masked ones. Papers, defaults and examples: docs/augmentation.md.
+Each op is differentiable with respect to the images, draws from the generator gankit passes and transforms
+every image of a batch; ``ada`` keeps each op's result only for the images its probability picks.
+Papers, defaults and examples: docs/augmentation.md.
 """
 from __future__ import annotations
 
@@ -22,29 +23,23 @@ def _draw(n: int, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.rand(n, 1, 1, 1, generator=generator, device=x.device, dtype=torch.float32)
 
 
-def _per_image(values: torch.Tensor, apply: torch.Tensor | None, identity: float) -> torch.Tensor:
-    """``values`` where the op applies, ``identity`` (no change) elsewhere."""
-    return values if apply is None else torch.where(apply.view(-1, 1, 1, 1), values, torch.full_like(values, identity))
-
-
-def color(x: torch.Tensor, generator: torch.Generator, apply: torch.Tensor | None = None) -> torch.Tensor:
+def color(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Random brightness (+[-0.5, 0.5]), saturation (x[0, 2]) and contrast (x[0.5, 1.5]), as DiffAugment."""
     n = x.shape[0]
-    x = x + _per_image(_draw(n, x, generator) - 0.5, apply, 0.0)
+    x = x + (_draw(n, x, generator) - 0.5)
     channel_mean = x.mean(dim=1, keepdim=True)
-    x = (x - channel_mean) * _per_image(_draw(n, x, generator) * 2, apply, 1.0) + channel_mean
+    x = (x - channel_mean) * (_draw(n, x, generator) * 2) + channel_mean
     image_mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    return (x - image_mean) * _per_image(_draw(n, x, generator) + 0.5, apply, 1.0) + image_mean
+    return (x - image_mean) * (_draw(n, x, generator) + 0.5) + image_mean
 
 
-def translation(x: torch.Tensor, generator: torch.Generator, apply: torch.Tensor | None = None) -> torch.Tensor:
+def translation(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Shift each image by whole pixels, up to 1/8 of its size each way, filling with zeros (DiffAugment)."""
     n, _, height, width = x.shape
     shifts = []
     for size in (height, width):
         limit = int(size * TRANSLATION_RATIO + 0.5)
-        shift = torch.randint(-limit, limit + 1, (n, 1, 1), generator=generator, device=x.device)
-        shifts.append(shift if apply is None else shift * apply.view(-1, 1, 1))
+        shifts.append(torch.randint(-limit, limit + 1, (n, 1, 1), generator=generator, device=x.device))
     batch, rows, cols = torch.meshgrid(
         torch.arange(n, device=x.device), torch.arange(height, device=x.device), torch.arange(width, device=x.device),
         indexing="ij",
@@ -56,7 +51,7 @@ def translation(x: torch.Tensor, generator: torch.Generator, apply: torch.Tensor
     return _same_layout(padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2), x)
 
 
-def cutout(x: torch.Tensor, generator: torch.Generator, apply: torch.Tensor | None = None) -> torch.Tensor:
+def cutout(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Zero a square of half the image's size at a random centre (it may reach over the edge), as DiffAugment."""
     n, _, height, width = x.shape
     inside = []
@@ -65,17 +60,12 @@ def cutout(x: torch.Tensor, generator: torch.Generator, apply: torch.Tensor | No
         start = torch.randint(0, size + (1 - cut % 2), (n, 1, 1), generator=generator, device=x.device) - cut // 2
         position = torch.arange(size, device=x.device).view(view)
         inside.append((position >= start) & (position < start + cut))
-    cut_out = inside[0] & inside[1]
-    if apply is not None:
-        cut_out = cut_out & apply.view(-1, 1, 1)
-    return x * (~cut_out).unsqueeze(1).to(x.dtype)
+    return x * (~(inside[0] & inside[1])).unsqueeze(1).to(x.dtype)
 
 
-def flip(x: torch.Tensor, generator: torch.Generator, apply: torch.Tensor | None = None) -> torch.Tensor:
+def flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Mirror each image left-right with probability 1/2."""
     flipped = torch.rand(x.shape[0], generator=generator, device=x.device) < 0.5
-    if apply is not None:
-        flipped = flipped & apply
     return torch.where(flipped.view(-1, 1, 1, 1), x.flip(3), x)
 
 
@@ -150,8 +140,9 @@ class AdaptiveAugment(Augmentation):
 
     def __call__(self, x):
         for op in self.ops:
-            apply = torch.rand(x.shape[0], generator=self.generator, device=x.device) < self.p
-            x = op(x, self.generator, apply)
+            # Both branches are computed: the images left alone stay exactly as they were, without a host sync.
+            picked = torch.rand(x.shape[0], generator=self.generator, device=x.device) < self.p
+            x = torch.where(picked.view(-1, 1, 1, 1), op(x, self.generator), x)
         return x
 
     def observe(self, real_scores):
