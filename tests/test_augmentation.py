@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -31,44 +33,28 @@ RESUME_RUN = {
     "augment": ["ada:p=0.5,kimg=0.05,interval=1,target=0.5", "diffaug:policy=color,translation,cutout"],
 }
 
-# From docs/augmentation.md: a third-party augmentation, installed as an entry point.
-THIRD_PARTY = '''
-import torch
-
-import gankit
-from gankit.components import Augmentation
-from gankit.errors import GankitError
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
-class Jitter(Augmentation):
-    """Adds Gaussian noise of standard deviation `sigma` to every pixel."""
+def documented_augmentation() -> str:
+    """The third-party augmentation of docs/augmentation.md, "Writing an augmentation", verbatim."""
+    blocks = re.findall(r"```python\n(.*?)```", (DOCS / "augmentation.md").read_text(encoding="utf-8"), flags=re.DOTALL)
+    (block,) = [block for block in blocks if "gankit_register_augmentations" in block]
+    return block
 
-    def __init__(self, *, shape, generator, sigma: float = 0.05):
-        if sigma < 0:
-            raise GankitError(f"augmentation 'jitter': sigma must not be negative, got {sigma}")
-        self.generator, self.sigma, self.calls = generator, sigma, 0
-        self.calls_with_gradient = 0
+
+class GradientRecorder:
+    """Wraps an augmentation (every other method is its own) and counts the batches that carry the generator's graph."""
+
+    def __init__(self, inner):
+        self.inner, self.calls_with_gradient = inner, 0
 
     def __call__(self, x):
-        self.calls += 1
         self.calls_with_gradient += int(x.requires_grad)
-        noise = torch.randn(x.shape, generator=self.generator, device=x.device, dtype=x.dtype)
-        return x + self.sigma * noise
+        return self.inner(x)
 
-    def statistics(self):
-        return {"calls": float(self.calls)}
-
-    def state_dict(self):
-        return {"calls": self.calls}
-
-    def load_state_dict(self, state):
-        self.calls = state["calls"]
-
-
-@gankit.hookimpl
-def gankit_register_augmentations(register):
-    register("jitter", Jitter, description="Gaussian pixel noise")
-'''
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
 
 
 def logged(run_dir) -> list[dict]:
@@ -82,10 +68,11 @@ def last_checkpoint(run_dir):
 
 def test_a_third_party_augmentation_from_the_docs_trains_and_sees_fakes_with_gradients(
         install_entry_points, tiny_run, tmp_path):
-    install_entry_points({"jitter": THIRD_PARTY})
+    install_entry_points({"jitter": documented_augmentation()})
     trainer = Trainer(RunConfig.from_sources(overrides={**tiny_run, "augment": ["jitter:sigma=0.1"]}))
+    augmentations = trainer.run.objective.augmentations.augmentations
+    jitter = augmentations[0] = GradientRecorder(augmentations[0])
     trainer.train(tmp_path / "run")
-    (jitter,) = trainer.run.objective.augmentations.augmentations
     # Per step: the real and the fake batch of the discriminator update, and the fake of the generator update,
     # the only one that carries the generator's graph.
     assert (jitter.calls, jitter.calls_with_gradient) == (3 * tiny_run["steps"], tiny_run["steps"])
