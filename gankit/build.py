@@ -186,15 +186,8 @@ def build_run(config: RunConfig, registry: Registry | None = None) -> Run:
     seed_everything(config.seed)
     arch = _build_architecture(config, registry, data, shape, objective, device, num_classes=num_classes)
     _record_specs(config, registry, arch, loss, data, regularizers, shape)
-    objective.augmentations, augmentations = build_augmentations(
-        registry, config.augment, shape=shape, seed=config.seed, device=device, distributed=distributed
-    )
-    config.augment = [built.spec for built in augmentations]
-    components = {
-        "architecture": arch.component, "loss": loss.component, "data": data.component,
-        **{f"regularizer.{i}": b.component for i, b in enumerate(regularizers)},
-        **{f"augmentation.{i}": b.component for i, b in enumerate(augmentations)},
-    }
+    objective.augmentations, augmentations = _build_augmentations(config, registry, shape, device, distributed)
+    components = _component_records(arch, loss, data, regularizers, augmentations)
     generator, discriminator = arch.value
     optimizers = _build_optimizers(config, generator, discriminator, device)
     batches = BatchStream(
@@ -212,6 +205,26 @@ def build_run(config: RunConfig, registry: Registry | None = None) -> Run:
         Data(source, shape, fingerprint, batches, num_classes, class_names), objective,
         networks, optimizers, noise, fixed_noise, evaluator,
     )
+
+
+def _build_augmentations(config: RunConfig, registry: Registry, shape: tuple[int, ...], device: torch.device,
+                         distributed: Distributed) -> tuple[Augmentations | None, list[Built]]:
+    """The augmentations of ``--augment`` (None without), their resolved specs recorded in the config."""
+    augmentations, built = build_augmentations(
+        registry, config.augment, shape=shape, seed=config.seed, device=device, distributed=distributed
+    )
+    config.augment = [record.spec for record in built]
+    return augmentations, built
+
+
+def _component_records(arch: Built, loss: Built, data: Built, regularizers: list[Built],
+                       augmentations: list[Built]) -> dict[str, Any]:
+    """Checkpoint key -> the registry's Component that built it (checkpoints record its plugin and version)."""
+    return {
+        "architecture": arch.component, "loss": loss.component, "data": data.component,
+        **{f"regularizer.{i}": b.component for i, b in enumerate(regularizers)},
+        **{f"augmentation.{i}": b.component for i, b in enumerate(augmentations)},
+    }
 
 
 def _build_objective_components(config: RunConfig, registry: Registry, data: Built) -> tuple[Built, list[Built]]:
