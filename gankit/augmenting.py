@@ -103,7 +103,6 @@ def _gathered(values: torch.Tensor, distributed: Distributed) -> torch.Tensor:
         return values
     import torch.distributed as dist
 
-    gathered = torch.empty(values.shape[0] * distributed.world_size, *values.shape[1:], dtype=values.dtype,
-                           device=values.device)
-    dist.all_gather_into_tensor(gathered, values.contiguous())
-    return gathered
+    gathered = [torch.empty_like(values) for _ in range(distributed.world_size)]
+    dist.all_gather(gathered, values.contiguous())
+    return torch.cat(gathered)

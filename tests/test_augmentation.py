@@ -214,3 +214,23 @@ def test_image_augmentations_refuse_data_that_is_not_images():
     for factory in (DiffAugment, AdaptiveAugment):
         with pytest.raises(GankitError, match=r"transforms images .* shape \(2,\)"):
             factory(shape=(2,), generator=torch.Generator())
+
+
+@pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                    reason="this torch build has no gloo backend")
+def test_torchrun_with_ada_keeps_one_p_and_resumes_exactly(tmp_path):
+    from test_distributed import torchrun_gankit
+
+    settings = ["--arch", "dcgan:width=4", "--data", "digits:count=64", "--batch-size", "8", "--z-dim", "8",
+                "--checkpoint-every", "2", "--log-every", "1", "--device", "cpu",
+                "--augment", "ada:p=0.5,kimg=0.05,interval=1,target=0.5", "--augment", "diffaug"]
+    torchrun_gankit(*settings, "--steps", "2", "--out", str(tmp_path / "half"))
+    torchrun_gankit("--resume", str(tmp_path / "half"), "--steps", "4")
+    torchrun_gankit(*settings, "--steps", "4", "--out", str(tmp_path / "whole"))
+    assert logged(tmp_path / "half") == logged(tmp_path / "whole")
+    # p moves by the global batch (16 images / (kimg=0.05 x 1000) = 0.32) from 0.5 on every rank alike; ranks
+    # that each counted their own 8 images, or disagreed, would log steps of 0.16 or averages between.
+    assert {row["augment_p"] for row in logged(tmp_path / "whole")} <= {0.0, 0.18, 0.5, 0.82, 1.0}
+    whole, _ = last_checkpoint(tmp_path / "whole")
+    half, _ = last_checkpoint(tmp_path / "half")
+    assert [name for name in whole if not torch.equal(whole[name], half[name])] == []
