@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gankit.augmenting import Augmentations, build_augmentations
 from gankit.batches import BatchStream
 from gankit.components import DataSource, Loss, Regularizer
 from gankit.conditioning import (
@@ -72,6 +73,8 @@ class Objective:
     generator_step_scores_real: bool  # decided once: the loss compares fakes with real scores
     # The loss's extra discriminator outputs (checked once); non-empty: the losses get the keyword calls.
     discriminator_outputs: tuple[str, ...] = ()
+    # What the discriminator sees instead of the batches (--augment); None: the batches themselves.
+    augmentations: Augmentations | None = None
 
 
 @dataclass
@@ -183,10 +186,8 @@ def build_run(config: RunConfig, registry: Registry | None = None) -> Run:
     seed_everything(config.seed)
     arch = _build_architecture(config, registry, data, shape, objective, device, num_classes=num_classes)
     _record_specs(config, registry, arch, loss, data, regularizers, shape)
-    components = {
-        "architecture": arch.component, "loss": loss.component, "data": data.component,
-        **{f"regularizer.{i}": b.component for i, b in enumerate(regularizers)},
-    }
+    objective.augmentations, augmentations = _build_augmentations(config, registry, shape, device, distributed)
+    components = _component_records(arch, loss, data, regularizers, augmentations)
     generator, discriminator = arch.value
     optimizers = _build_optimizers(config, generator, discriminator, device)
     batches = BatchStream(
@@ -206,6 +207,26 @@ def build_run(config: RunConfig, registry: Registry | None = None) -> Run:
     )
 
 
+def _build_augmentations(config: RunConfig, registry: Registry, shape: tuple[int, ...], device: torch.device,
+                         distributed: Distributed) -> tuple[Augmentations | None, list[Built]]:
+    """The augmentations of ``--augment`` (None without), their resolved specs recorded in the config."""
+    augmentations, built = build_augmentations(
+        registry, config.augment, shape=shape, seed=config.seed, device=device, distributed=distributed
+    )
+    config.augment = [record.spec for record in built]
+    return augmentations, built
+
+
+def _component_records(arch: Built, loss: Built, data: Built, regularizers: list[Built],
+                       augmentations: list[Built]) -> dict[str, Any]:
+    """Checkpoint key -> the registry's Component that built it (checkpoints record its plugin and version)."""
+    return {
+        "architecture": arch.component, "loss": loss.component, "data": data.component,
+        **{f"regularizer.{i}": b.component for i, b in enumerate(regularizers)},
+        **{f"augmentation.{i}": b.component for i, b in enumerate(augmentations)},
+    }
+
+
 def _build_objective_components(config: RunConfig, registry: Registry, data: Built) -> tuple[Built, list[Built]]:
     """The loss and regularizers, built and checked, their recommendations applied and the config validated."""
     data_recommended = dict(getattr(data.value, "recommended", {}) or {})
@@ -214,6 +235,8 @@ def _build_objective_components(config: RunConfig, registry: Registry, data: Bui
     if not isinstance(loss.value, Loss):
         raise GankitError(f"loss {loss.component.qualified_name!r} did not build a gankit.components.Loss")
     regularizers = [registry.build("regularizer", spec) for spec in config.reg]
+    for spec in config.augment:  # unknown names and options fail now; the augmentations are built with the networks
+        registry.resolve("augmentation", spec)
     for built in regularizers:
         if not isinstance(built.value, Regularizer):
             raise GankitError(

@@ -284,6 +284,7 @@ def components_line(config: dict) -> str:
     regs = config.get("reg") or []
     parts = [f"arch {_component(config['arch'])}", f"loss {_component(config['loss'])}"]
     parts += [f"reg {_component(spec)}" for spec in regs] or ["no regularizer"]
+    parts += [f"augment {_component(spec)}" for spec in config.get("augment") or []]
     parts.append(f"data {_component(config['data'])}")
     return "Components: " + ", ".join(parts)
 

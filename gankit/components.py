@@ -1,4 +1,5 @@
-"""The component interfaces that plugins implement: losses, regularizers and data sources.
+"""The component interfaces that plugins implement: losses, regularizers, augmentations, data sources, metrics
+and loggers.
 
 Architectures are plain factories returning ``(generator, discriminator)`` torch modules, so they have no
 base class here. This module never imports torch, so plugins can be listed without it.
@@ -109,6 +110,31 @@ class Regularizer(TrainingPolicy):
 
     def after_discriminator_step(self, *, discriminator) -> None:
         """Act on the discriminator right after each optimizer step (e.g. weight clipping)."""
+
+
+class Augmentation:
+    """A differentiable transform of batches ``(N, *shape)`` in [-1, 1] that the discriminator sees instead of
+    the batches themselves, real and fake alike (DiffAugment, ADA). Built with ``shape`` and ``generator`` (the
+    ``torch.Generator`` to draw from). Every method but ``__call__`` is optional."""
+
+    def __call__(self, x):
+        """The transformed batch, same shape; gradients must flow through it to the generator."""
+        raise NotImplementedError
+
+    def observe(self, real_scores) -> None:
+        """See the discriminator's raw scores ``(N,)`` on the augmented real batch of each discriminator update
+        (detached), to adapt the strength (ADA). Avoid ``.item()``: it stalls a GPU every step."""
+
+    def statistics(self) -> dict:
+        """Scalars (floats or 0-d tensors) to log each interval as ``augment_<key>``, e.g. ``{"p": p}``."""
+        return {}
+
+    def state_dict(self) -> dict:
+        """What changes as it trains (tensors and JSON values), kept in checkpoints."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned."""
 
 
 class DataSource:

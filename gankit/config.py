@@ -71,6 +71,13 @@ class RunConfig:
         details="In TOML a list, `reg = [\"gp\"]`. `--reg none` trains without one even where the data or loss "
                 "recommends one.",
     )
+    augment: list[str] = setting(
+        factory=list, section="Components", metavar="SPEC", kind="augmentation", default_text="none",
+        help="Differentiable augmentation of real and fake batches before the discriminator, e.g. diffaug or ada; "
+             "repeat to compose.",
+        details="E.g. `--augment diffaug:policy=color,translation,cutout`. In TOML a list, `augment = [\"ada\"]`; "
+                "see [augmentation.md](augmentation.md).",
+    )
     data: str = setting(
         "digits:digits", section="Components", metavar="SPEC", kind="data", bench=True,
         help="Data source, e.g. digits (embedded) or anime.",

@@ -207,6 +207,39 @@ def gankit_register_regularizers(register: Register) -> None:
 
 @hookspec
 @registers(
+    "augmentation",
+    "--augment",
+    "gankit.components.Augmentation",
+    (
+        ContextArgument("shape", "tuple[int, ...]", "the data's shape without the batch dimension, e.g. `(3, 64, 64)`;"
+                        " a factory that cannot transform it raises `GankitError`"),
+        ContextArgument("generator", "torch.Generator", "the random generator to draw every random choice from, on"
+                        " the run's device: seeded from the run's seed and kept in checkpoints, so a resumed run"
+                        " augments exactly as one that never stopped"),
+    ),
+)
+def gankit_register_augmentations(register: Register) -> None:
+    """Register augmentations: `gankit.components.Augmentation` objects, differentiable transforms of batches.
+
+    Called once per plugin when the registry is built. For every `--augment` given (they compose, in order),
+    the engine calls `augmentation(x)` on each batch before the discriminator sees it: `x` is `(N, C, H, W)` (or
+    `(N, *shape)`) in [-1, 1], real batches and fake ones alike, in the discriminator update and in the generator
+    update; the generator's gradients flow through it, so use differentiable tensor operations only. Regularizers
+    (R1, gradient penalty) see the augmented reals. Optional:
+
+    - `observe(real_scores)`: the discriminator's raw scores `(N,)` (detached) on each augmented real batch,
+      after each discriminator update's forward pass, to adapt (ADA); keep it free of host syncs;
+    - `statistics()`: scalars logged each interval as `augment_<key>` (e.g. `augment_p`);
+    - `state_dict()` and `load_state_dict(state)`: what changes as it trains (tensors and JSON values), kept in
+      checkpoints so that `--resume` continues bit for bit.
+
+    Without `--augment` the engine calls nothing and draws nothing: runs train exactly as before.
+    [augmentation.md](augmentation.md) has an example.
+    """
+
+
+@hookspec
+@registers(
     "data",
     "--data",
     "gankit.components.DataSource",

@@ -26,15 +26,20 @@ def normalize(name: str) -> str:
 
 
 def parse_spec(text: str) -> Spec:
-    """Parse ``[plugin:]name[:key=value,...]``; the options part is the last ``:`` segment holding ``=``."""
+    """Parse ``[plugin:]name[:key=value,...]``; the options part is the last ``:`` segment holding ``=``. A value
+    may be a comma-separated list: the items after ``key=value`` without ``=`` of their own belong to it."""
     text = text.strip()
     if not text:
         raise GankitError("empty component name")
     parts = text.split(":")
     options: dict[str, str] = {}
     if len(parts) > 1 and "=" in parts[-1]:
+        key = None
         for item in parts.pop().split(","):
             if not item.strip():
+                continue
+            if "=" not in item and key is not None:  # "policy=color,cutout": a list value goes on after its key
+                options[key] += "," + item.strip()
                 continue
             key, sep, value = item.partition("=")
             if not sep or not key.strip():

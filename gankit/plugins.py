@@ -25,6 +25,7 @@ BUILTIN_PLUGINS = (
     "gankit.builtins.losses",
     "gankit.builtins.acgan",
     "gankit.builtins.regularizers",
+    "gankit.builtins.augment",
     "gankit.builtins.wgan",
     "gankit.builtins.digits",
     "gankit.builtins.anime",

@@ -173,3 +173,7 @@ def pin_recorded_plugins(config: RunConfig, metadata: Mapping[str, Any], registr
         registry.recorded_spec("regularizer", spec, metadata, f"regularizer.{index}")
         for index, spec in enumerate(config.reg)
     ]
+    config.augment = [
+        registry.recorded_spec("augmentation", spec, metadata, f"augmentation.{index}")
+        for index, spec in enumerate(config.augment)
+    ]

@@ -81,7 +81,7 @@ class TrainState:
 
     def stateful(self) -> list[tuple[str, Any]]:
         """``(prefix, object)`` pairs with ``state_dict()``/``load_state_dict()`` of tensors and JSON values
-        (optimizers, the EMA's count, loss scalers)."""
+        (optimizers, the EMA's count, loss scalers, the augmentations and their generator)."""
         optimizers, ema = self.run.optimizers, self.run.networks.ema
         states: list[tuple[str, Any]] = list(optimizers.named())
         if ema is not None:
@@ -89,6 +89,8 @@ class TrainState:
         for name, scaler in (("scaler_d", optimizers.scaler_d), ("scaler_g", optimizers.scaler_g)):
             if scaler is not None and hasattr(scaler, "state_dict"):
                 states.append((name, scaler))
+        if self.run.objective.augmentations is not None:
+            states.append(("augment", self.run.objective.augmentations))
         return states
 
     # -- writing and reading, side by side -----------------------------------------------------------

@@ -17,10 +17,19 @@ def test_parse_name_plugin_and_options():
     assert (spec.plugin, spec.name, spec.options) == ("p", "dcgan", {"width": "8", "norm": "layer"})
 
 
-@pytest.mark.parametrize("text", ["", "a:b:c", "dcgan:width"])
+@pytest.mark.parametrize("text", ["", "a:b:c", "dcgan:oops,width=8"])
 def test_malformed_specs(text):
     with pytest.raises(GankitError):
-        parse_spec(text if text != "dcgan:width" else "dcgan:width=8,oops")
+        parse_spec(text)
+
+
+def test_a_list_value_goes_on_after_its_key():
+    spec = parse_spec("diffaug:policy=color,translation,cutout,speed=2")
+    assert spec.options == {"policy": "color,translation,cutout", "speed": "2"}
+    assert format_spec("diffaug", {"policy": "color,cutout"}) == "diffaug:policy=color,cutout"
+    # A stray item after a number is no list: converting the option refuses it in one line.
+    with pytest.raises(GankitError, match="width"):
+        convert_options("architecture 'x'", factory, parse_spec("x:width=8,oops").options, {"shape", "z_dim"})
 
 
 def factory(*, shape, z_dim, width: int = 64, scale: float = 1.0, norm: str = "batch", flag: bool = False):

@@ -9,7 +9,7 @@ import pytest
 
 import gankit
 from gankit import hookspecs
-from gankit.components import DataSource, Logger, Loss, Metric
+from gankit.components import Augmentation, DataSource, Logger, Loss, Metric
 from gankit.plugins import BUILTIN_PLUGINS, load_plugins
 from gankit.registry import KINDS, Registry
 
@@ -112,6 +112,15 @@ class Probe:
     def gankit_register_loggers(self, register):
         register("probe", recording("logger", lambda **_: Logger()))
 
+    @gankit.hookimpl
+    def gankit_register_augmentations(self, register):
+        register("probe", recording("augmentation", lambda **_: Identity()))
+
+
+class Identity(Augmentation):
+    def __call__(self, x):
+        return x
+
 
 def test_factories_receive_exactly_the_declared_context(tmp_path):
     from gankit.config import RunConfig
@@ -122,7 +131,7 @@ def test_factories_receive_exactly_the_declared_context(tmp_path):
     registry = Registry(load_plugins([("probe", Probe())], entry_points=False))
     config = RunConfig.from_sources(None, {
         "arch": "probe:probe", "loss": "probe:probe", "data": "probe:probe", "metric": "probe:probe",
-        "logger": ["probe:probe"], "eval_every": 2, "eval_count": 8, "steps": 2, "batch_size": 8, "z_dim": 4,
+        "logger": ["probe:probe"], "augment": ["probe:probe"], "eval_every": 2, "eval_count": 8, "steps": 2, "batch_size": 8, "z_dim": 4,
         "device": "cpu",
     })
     Trainer(config, registry=registry).train(tmp_path / "run")
@@ -134,7 +143,9 @@ def test_factories_receive_exactly_the_declared_context(tmp_path):
         spec.factories.kind: {argument.name for argument in spec.factories.context if not argument.when}
         for spec in hookspecs.component_hooks().values()
     }
-    assert run_context == {kind: declared[kind] for kind in ("architecture", "loss", "data", "metric", "logger")}
+    assert run_context == {
+        kind: declared[kind] for kind in ("architecture", "loss", "data", "metric", "logger", "augmentation")
+    }
     # gankit eval: the metric also gets --weights, the only context passed conditionally; the data and the
     # architecture are rebuilt with the same context as in the run.
     assert {kind: set(kwargs) for kind, kwargs in received.items()} == {
