@@ -86,13 +86,25 @@ def test_plot_draws_a_line_and_band_per_setting(runs, tmp_path):
     assert (31, 119, 180) in colours and (255, 127, 14) in colours  # each setting's mean line
 
 
-@pytest.mark.parametrize("make", ["empty", "file", "missing"])
+def test_a_folder_of_runs_without_sweep_json_is_compared_like_a_sweep(runs):
+    """The runs below a folder are found as gankit report finds them (gankit/rundata.py)."""
+    result = compare("--json", runs["bce", 0].parent)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)["rows"]
+    assert sorted((row["config"]["loss"], row["metric"] or "", row["seeds"]) for row in rows) == [
+        ("losses:bce", "", [0]), ("losses:bce", "metrics:modes", [0, 1]), ("losses:hinge", "metrics:modes", [0, 1])]
+
+
+@pytest.mark.parametrize("make", ["empty", "file", "missing", "damaged sweep.json"])
 def test_a_folder_that_is_neither_a_run_nor_a_sweep_is_one_error_line(tmp_path, make):
     path = tmp_path / "thing"
     if make == "empty":
         path.mkdir()
     elif make == "file":
         path.write_text("x")
+    elif make == "damaged sweep.json":
+        path.mkdir()
+        (path / "sweep.json").write_text('{"runs": ')
     result = compare(path)
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("Error: "), result.output
