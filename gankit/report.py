@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import os
+import stat
 import time
 from html import escape
 from pathlib import Path
@@ -219,7 +220,8 @@ def png_data_uri(path: Path) -> str | None:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        if path.stat().st_size > MAX_IMAGE_BYTES:
+        found = path.stat()
+        if not stat.S_ISREG(found.st_mode) or found.st_size > MAX_IMAGE_BYTES:  # a FIFO would block the read
             return None
         data = path.read_bytes()
         with Image.open(path) as image:

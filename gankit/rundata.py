@@ -10,13 +10,13 @@ import json
 import math
 import os
 import re
-import tomllib
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
 from gankit.errors import GankitError
-from gankit.runfolder import LOCK_NAME, holds_run, lock_holder
+from gankit.runfolder import holds_run, lock_holder
 
 CHECKPOINT_NAME = re.compile(r"step-(\d+)\.safetensors")
 SAMPLE_NAME = re.compile(r"step-(\d+)\.png")
@@ -117,20 +117,27 @@ def read_run(folder: str | Path, swept: dict[str, Any] | None = None) -> RunReco
 
 
 def _read_config(record: RunRecord) -> None:
+    from gankit.config import read_toml  # refuses a FIFO or device, which would block a plain read forever
+
     path = record.folder / "config.toml"
-    try:
-        record.config = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not path.exists() and not path.is_symlink():
         record.notes.append("config.toml is missing; the settings shown come from the newest checkpoint")
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as error:
-        record.notes.append(f"config.toml cannot be read ({_reason(error)}); the settings shown come from the newest checkpoint")
+        return
+    try:
+        record.config = read_toml(path)
+    except GankitError as error:
+        record.notes.append(f"{error}; the settings shown come from the newest checkpoint")
 
 
 def _read_jsonl(record: RunRecord, name: str) -> list[dict[str, Any]]:
     """The rows of a JSON-lines log that are objects with an integer step; damaged lines are counted in a note."""
     path = record.folder / name
     try:
-        if path.stat().st_size > MAX_LOG_BYTES:
+        found = path.stat()
+        if not stat.S_ISREG(found.st_mode):  # a FIFO would block the read forever
+            record.notes.append(f"{name} is not a regular file; left out")
+            return []
+        if found.st_size > MAX_LOG_BYTES:
             record.notes.append(f"{name} is larger than {MAX_LOG_BYTES // 2**20} MiB; left out")
             return []
         text = path.read_text(encoding="utf-8", errors="replace")
@@ -194,14 +201,16 @@ def _numbered(record: RunRecord, folder: Path, pattern: re.Pattern) -> list[tupl
 def checkpoint_metadata(path: Path) -> dict[str, Any] | None:
     """The gankit metadata in a checkpoint's safetensors header (no tensor is read, torch is not needed);
     None for a file that is not a readable gankit checkpoint."""
+    from gankit.config import _open_regular as open_regular  # a FIFO named like a checkpoint would block a read
+
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             length = int.from_bytes(handle.read(8), "little")
             if not 2 <= length <= MAX_HEADER_BYTES:
                 return None
             header = json.loads(handle.read(length).decode("utf-8"))
             metadata = json.loads(header["__metadata__"]["gankit"])
-    except (OSError, ValueError, UnicodeDecodeError, RecursionError, KeyError, TypeError):
+    except (GankitError, OSError, ValueError, UnicodeDecodeError, RecursionError, KeyError, TypeError):
         return None
     return metadata if isinstance(metadata, dict) else None
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import shutil
 import statistics
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -93,6 +98,23 @@ def test_a_folder_of_runs_without_sweep_json_is_compared_like_a_sweep(runs):
     rows = json.loads(result.output)["rows"]
     assert sorted((row["config"]["loss"], row["metric"] or "", row["seeds"]) for row in rows) == [
         ("losses:bce", "", [0]), ("losses:bce", "metrics:modes", [0, 1]), ("losses:hinge", "metrics:modes", [0, 1])]
+
+
+def test_fifos_named_like_run_files_are_not_read(runs, tmp_path):
+    """A FIFO blocks a plain read forever: config.toml, eval.jsonl and a checkpoint that are FIFOs are left out
+    (the setting then comes from the newest checkpoint that is a file), not waited on."""
+    run = tmp_path / "run"
+    shutil.copytree(runs["bce", 0], run)
+    for name in ("config.toml", "eval.jsonl", "checkpoints/step-0000020.safetensors"):
+        (run / name).unlink()
+        os.mkfifo(run / name)
+    shutil.copy(runs["bce", 0] / "checkpoints" / "step-0000020.safetensors", run / "checkpoints" / "step-0000010.safetensors")
+    environment = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    result = subprocess.run([sys.executable, "-m", "gankit", "compare", "--json", str(run)], capture_output=True,
+                            text=True, env=environment, timeout=300)  # a guard: a blocked read would hang here
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout)["rows"][0]
+    assert row["config"]["loss"] == "losses:bce" and row["final"]["n"] == 0
 
 
 @pytest.mark.parametrize("make", ["empty", "file", "missing", "damaged sweep.json"])
