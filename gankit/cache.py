@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from gankit.runfolder import lock_held
+
 # ``<final name>.pid<PID>.<random>.tmp``: the PID says who wrote it, the lock says whether it still writes.
 _TEMPORARY = re.compile(r"\.pid(\d+)\.[A-Za-z0-9_]+\.tmp$")
 
@@ -85,15 +87,6 @@ def _process_alive(pid: int) -> bool:
 
 
 def _unlocked(path: Path) -> bool:
-    """Nobody holds the file's lock (a writer in another PID namespace, e.g. a container, still would)."""
-    try:
-        handle = os.open(path, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(handle)
+    """Nobody holds the file's lock (a writer in another PID namespace, e.g. a container, still would); a file
+    whose lock cannot be probed counts as held: never remove on a guess."""
+    return lock_held(path) is False

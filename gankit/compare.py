@@ -6,14 +6,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from gankit.config import SETTINGS_BY_NAME, read_toml
+from gankit.config import SETTINGS_BY_NAME
 from gankit.errors import GankitError, shortened
+from gankit.rundata import RunRecord, finite, read_run, read_sweep
+from gankit.runfolder import holds_run
 
 # Settings that tell runs of one setting apart, make them faster or say what they write besides the metric,
 # without changing what they train.
@@ -24,158 +25,93 @@ RUN_IDENTITY = (
 
 
 @dataclass
-class RunSummary:
-    """What one run's files say about it."""
-
-    path: Path
-    config: dict[str, Any]
-    evaluations: list[dict]  #: eval.jsonl's rows, oldest first
-    key: str | None  #: the headline value in the evaluations
-    higher_is_better: bool
-    final_step: int | None  #: the last step metrics.jsonl logged
-    img_per_s: float | None  #: the mean over metrics.jsonl's intervals
-    divergence_events: int
-    rollbacks: int
-    wall_seconds: float | None  #: as the sweep recorded it (its children's time); None outside a sweep
-    status: str | None  #: the sweep's word for the last attempt (finished, failed, interrupted)
-
-    @property
-    def seed(self) -> int | None:
-        return self.config.get("seed")
-
-    @property
-    def finished(self) -> bool:
-        return self.final_step is not None and self.final_step >= self.config.get("steps", math.inf)
-
-    def curve(self) -> list[tuple[float, float]]:
-        return [(row["step"], row[self.key]) for row in self.evaluations if _number(row.get(self.key))]
-
-    def final(self) -> float | None:
-        values = self.curve()
-        return values[-1][1] if values else None
-
-    def best(self) -> float | None:
-        values = [value for _, value in self.curve()]
-        if not values:
-            return None
-        return max(values) if self.higher_is_better else min(values)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "path": str(self.path), "seed": self.seed, "final": self.final(), "best": self.best(),
-            "final_step": self.final_step, "steps": self.config.get("steps"), "img_per_s": self.img_per_s,
-            "wall_seconds": self.wall_seconds, "divergence_events": self.divergence_events, "rollbacks": self.rollbacks,
-            "status": self.status,
-        }
-
-
-@dataclass
 class Group:
     """The runs of one setting."""
 
     setting: dict[str, Any]  #: the config less RUN_IDENTITY
-    runs: list[RunSummary] = field(default_factory=list)
+    runs: list[RunRecord] = field(default_factory=list)
 
 
 # -- reading runs -----------------------------------------------------------------------------------------
 
 
-def find_runs(paths: Sequence[str | Path]) -> list[RunSummary]:
-    """The runs of each path: a run folder, or a sweep folder (its runs that got as far as a config.toml)."""
-    from gankit.runfolder import holds_run
-    from gankit.sweep import MANIFEST, iter_manifest_runs, read_status
-
-    found: dict[Path, RunSummary] = {}
+def read_runs(paths: Sequence[str | Path]) -> list[RunRecord]:
+    """The runs of each path: a run folder, or a sweep folder (the runs its sweep.json plans that have started;
+    without one, every run folder below it). A path is read once however often it is given."""
+    found: dict[Path, RunRecord] = {}
     for given in paths:
         path = Path(given)
         if not path.is_dir():
             raise GankitError(f"{shortened(path)}: {'no such folder' if not path.exists() else 'not a folder'}")
-        if (path / MANIFEST).is_file():
-            statuses = read_status(path)
-            for name, _ in iter_manifest_runs(path):
-                run = path / name
-                if (run / "config.toml").is_file() and run.resolve() not in found:
-                    found[run.resolve()] = read_run(run, statuses.get(name, {}))
-        elif holds_run(path):
-            if not (path / "config.toml").is_file():
-                raise GankitError(f"{shortened(path)} has no config.toml to tell its setting")
-            found.setdefault(path.resolve(), read_run(path, _status_in_sweep(path)))
-        else:
+        if holds_run(path):
+            record = read_run(path)
+            if not record.config:
+                raise GankitError(f"{shortened(path)} has no readable config.toml to tell its setting")
+            found.setdefault(path.resolve(), record)
+            continue
+        sweep = read_sweep(path)
+        if sweep.notes:  # a damaged sweep.json: which runs belong to the sweep is not known
+            raise GankitError(sweep.notes[0])
+        if sweep.manifest is None and not sweep.runs:
             raise GankitError(
-                f"{shortened(path)} is neither a run folder (config.toml, checkpoints/) nor a sweep folder ({MANIFEST})"
+                f"{shortened(path)} is neither a run folder (config.toml, checkpoints/) nor a sweep folder "
+                "(sweep.json, or run folders below it)"
             )
+        for run in sweep.runs:
+            if run.resolve() not in found:
+                found[run.resolve()] = read_run(run, sweep.statuses.get(sweep.name(run), {}))
     return list(found.values())
 
 
-def _status_in_sweep(run: Path) -> dict:
-    """A run given by its own folder still gets what its sweep recorded (``<sweep>/<setting>/seed-N``)."""
-    from gankit.sweep import MANIFEST, read_status
-
-    sweep = run.resolve().parent.parent
-    if not (sweep / MANIFEST).is_file():
-        return {}
-    return read_status(sweep).get(run.resolve().relative_to(sweep).as_posix(), {})
+# -- one run's numbers ------------------------------------------------------------------------------------
 
 
-def read_run(path: Path, status: dict) -> RunSummary:
-    config = read_toml(path / "config.toml")
-    rows, events = _read_jsonl(path / "metrics.jsonl")
-    evaluations, _ = _read_jsonl(path / "eval.jsonl")
-    key, higher = _headline(config, evaluations)
-    speeds = [row["img_per_s"] for row in rows if _number(row.get("img_per_s"))]
-    wall = status.get("wall_seconds")
-    return RunSummary(
-        path=path, config=config, evaluations=evaluations, key=key, higher_is_better=higher,
-        final_step=max((row["step"] for row in rows), default=None),
-        img_per_s=statistics.fmean(speeds) if speeds else None,
-        divergence_events=len(events), rollbacks=sum(1 for event in events if event.get("action") == "rollback"),
-        wall_seconds=wall if _number(wall) else None, status=status.get("status"),
-    )
+def final_value(record: RunRecord) -> float | None:
+    values = record.curve()
+    return values[-1][1] if values else None
 
 
-def _read_jsonl(path: Path) -> tuple[list[dict], list[dict]]:
-    """(interval or evaluation rows, event rows) of a JSON-lines log; lines cut short by a kill are skipped."""
-    rows, events = [], []
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return rows, events
-    for line in text.splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict) and _number(row.get("step")):
-            (events if "event" in row else rows).append(row)
-    return rows, events
+def best_value(record: RunRecord) -> float | None:
+    """The best headline value in the metric's direction, as best.safetensors is kept."""
+    values = [value for _, value in record.curve()]
+    if not values:
+        return None
+    return max(values) if record.headline()[1] else min(values)
 
 
-def _headline(config: dict, evaluations: list[dict]) -> tuple[str | None, bool]:
-    """The value the run kept its best checkpoint by (config.toml's best_metric and best_mode, which a run
-    with a metric records as the metric's headline), else the first value of the evaluations."""
-    chosen = config.get("best_metric")
-    if chosen and any(chosen in row for row in evaluations):
-        return chosen, config.get("best_mode") == "max"
-    for row in evaluations:
-        for key, value in row.items():
-            if key != "step" and _number(value):
-                return key, False
-    return None, False
+def images_per_second(record: RunRecord) -> float | None:
+    """The mean over metrics.jsonl's intervals."""
+    speeds = [row["img_per_s"] for row in record.metrics if finite(row.get("img_per_s"))]
+    return statistics.fmean(speeds) if speeds else None
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def wall_seconds(record: RunRecord) -> float | None:
+    """As the sweep recorded it (its children's time); None outside a sweep."""
+    wall = record.swept.get("wall_seconds")
+    return wall if finite(wall) else None
+
+
+def run_numbers(record: RunRecord) -> dict[str, Any]:
+    return {
+        "path": str(record.folder), "seed": record.seed, "final": final_value(record), "best": best_value(record),
+        "final_step": max((row["step"] for row in record.metrics), default=None), "steps": record.config.get("steps"),
+        "img_per_s": images_per_second(record), "wall_seconds": wall_seconds(record),
+        "divergence_events": len(record.events), "rollbacks": len(record.rollbacks), "status": record.swept.get("status"),
+    }
 
 
 # -- grouping ---------------------------------------------------------------------------------------------
 
 
-def group_runs(runs: Sequence[RunSummary]) -> tuple[list[Group], list[str]]:
-    """Groups of runs with the same setting, in the order first seen, and the settings that differ between them."""
+def group_runs(runs: Sequence[RunRecord]) -> tuple[list[Group], list[str]]:
+    """Groups of runs with the same setting, in the order first seen, and the settings that differ between them.
+    A run whose setting is unknown (no config.toml, no readable checkpoint) is in no group."""
     groups: dict[str, Group] = {}
     for run in runs:
+        if not run.config:
+            continue
         setting = {key: value for key, value in run.config.items() if key not in RUN_IDENTITY}
-        groups.setdefault(json.dumps(setting, sort_keys=True), Group(setting)).runs.append(run)
+        groups.setdefault(json.dumps(setting, sort_keys=True, default=str), Group(setting)).runs.append(run)
     return list(groups.values()), telling_keys(list(groups.values()))
 
 
@@ -187,7 +123,7 @@ def telling_keys(groups: Sequence[Group]) -> list[str]:
     chosen: list[str] = []
     labels = {id(group): () for group in groups}
     for key in keys:
-        extended = {id(group): (*labels[id(group)], json.dumps(group.setting.get(key))) for group in groups}
+        extended = {id(group): (*labels[id(group)], json.dumps(group.setting.get(key), default=str)) for group in groups}
         if len(set(extended.values())) > len(set(labels.values())):
             chosen.append(key)
             labels = extended
@@ -224,28 +160,30 @@ def spread(values: Sequence[float | None]) -> dict[str, Any]:
 
 def comparison(paths: Sequence[str | Path]) -> dict[str, Any]:
     """What ``gankit compare`` shows, as data: the differing settings and one row per setting."""
-    runs = find_runs(paths)
+    return summarize(read_runs(paths))
+
+
+def summarize(runs: Sequence[RunRecord]) -> dict[str, Any]:
+    """The comparison of runs already read (``gankit report`` shows the same for a sweep)."""
     groups, differing = group_runs(runs)
     rows = []
     for group in groups:
-        first = group.runs[0]
+        key, higher = group.runs[0].headline()
+        numbers = [run_numbers(run) for run in group.runs]
         rows.append({
-            "setting": {key: shown_value(key, group.setting.get(key)) for key in differing},
+            "setting": {name: shown_value(name, group.setting.get(name)) for name in differing},
             "config": group.setting,
             # A metric named without --eval-every (a data source may recommend one) scored nothing.
             "metric": group.setting.get("metric") if group.setting.get("eval_every") else None,
-            "key": first.key,
-            "higher_is_better": first.higher_is_better,
-            "seeds": sorted(run.seed for run in group.runs if run.seed is not None),
+            "key": key,
+            "higher_is_better": higher,
+            "seeds": sorted(run.seed for run in group.runs if isinstance(run.seed, int)),
             "runs": len(group.runs),
             "finished": sum(run.finished for run in group.runs),
-            "final": spread([run.final() for run in group.runs]),
-            "best": spread([run.best() for run in group.runs]),
-            "img_per_s": spread([run.img_per_s for run in group.runs]),
-            "wall_seconds": spread([run.wall_seconds for run in group.runs]),
-            "divergence_events": sum(run.divergence_events for run in group.runs),
-            "rollbacks": sum(run.rollbacks for run in group.runs),
-            "run_details": [run.as_dict() for run in group.runs],
+            **{name: spread([run[name] for run in numbers]) for name in ("final", "best", "img_per_s", "wall_seconds")},
+            "divergence_events": sum(run["divergence_events"] for run in numbers),
+            "rollbacks": sum(run["rollbacks"] for run in numbers),
+            "run_details": numbers,
         })
     return {"columns": differing, "rows": rows, "curves": [[run.curve() for run in group.runs] for group in groups]}
 
@@ -277,36 +215,59 @@ def as_csv(result: dict[str, Any]) -> str:
     return buffer.getvalue()
 
 
-def _mean_std(stats: dict[str, Any], digits: str = ".4g") -> str:
+def mean_std(stats: dict[str, Any], digits: str = ".4g") -> str:
+    """``mean ± std`` of a :func:`spread`; the mean alone for one value, nothing for none."""
     if stats["mean"] is None:
         return ""
     text = format(stats["mean"], digits)
     return text + (f" ± {format(stats['std'], digits)}" if stats["std"] is not None else "")
 
 
-def table(result: dict[str, Any]):
-    """The rich table of a comparison."""
-    from rich.table import Table
+@dataclass
+class TableText:
+    """A comparison as the text of a table: the terminal's (rich) and the sweep report's (HTML) show the same."""
 
+    title: str
+    caption: str
+    header: list[str]
+    rows: list[list[str]]  #: one per setting, the cells as text, in the header's order
+    numeric: int  #: the header's columns from this one on hold numbers
+
+
+def table_text(result: dict[str, Any]) -> TableText:
     rows = result["rows"]
     keys = {row["key"] for row in rows if row["key"]}
     headline = keys.pop() if len(keys) == 1 else "metric"
     better = {row["higher_is_better"] for row in rows if row["key"]}
     direction = "" if len(better) != 1 else (" (higher is better)" if better.pop() else " (lower is better)")
-    total = sum(row["runs"] for row in rows)
-    grid = Table(title=f"gankit compare: {total} runs, {len(rows)} settings", caption=f"{headline}{direction}: mean ± std over seeds")
-    for key in result["columns"]:
-        grid.add_column(key.replace("_", "-"))
-    for name in ("seeds", f"final {headline}", f"best {headline}", "img/s", "wall s", "diverged"):
-        grid.add_column(name, justify="left" if name == "seeds" else "right")
+    header = [key.replace("_", "-") for key in result["columns"]]
+    header += ["seeds", f"final {headline}", f"best {headline}", "img/s", "wall s", "diverged"]
+    cells = []
     for row in rows:
         seeds = ",".join(str(seed) for seed in row["seeds"])
         if row["finished"] < row["runs"]:
             seeds += f" ({row['runs'] - row['finished']} unfinished)"
-        grid.add_row(
-            *(row["setting"][key] for key in result["columns"]), seeds, _mean_std(row["final"]), _mean_std(row["best"]),
-            _mean_std(row["img_per_s"], ".0f"), _mean_std(row["wall_seconds"], ".1f"), str(row["divergence_events"]),
-        )
+        cells.append([
+            *(row["setting"][key] for key in result["columns"]), seeds, mean_std(row["final"]), mean_std(row["best"]),
+            mean_std(row["img_per_s"], ".0f"), mean_std(row["wall_seconds"], ".1f"), str(row["divergence_events"]),
+        ])
+    return TableText(
+        title=f"gankit compare: {sum(row['runs'] for row in rows)} runs, {len(rows)} settings",
+        caption=f"{headline}{direction}: mean ± std over seeds", header=header, rows=cells,
+        numeric=len(result["columns"]) + 1,
+    )
+
+
+def table(result: dict[str, Any]):
+    """The rich table of a comparison."""
+    from rich.table import Table
+
+    text = table_text(result)
+    grid = Table(title=text.title, caption=text.caption)
+    for index, name in enumerate(text.header):
+        grid.add_column(name, justify="right" if index >= text.numeric else "left")
+    for cells in text.rows:
+        grid.add_row(*cells)
     return grid
 
 
@@ -319,6 +280,15 @@ def print_table(result: dict[str, Any]) -> None:
     Console(highlight=False).print(table(result))
 
 
+def mean_and_band(curves: Sequence[Sequence[tuple[float, float]]]) -> list[tuple[float, float, float, float]]:
+    """``(step, mean, min, max)`` over the runs' curves at each step any of them reached."""
+    by_step: dict[float, list[float]] = {}
+    for curve in curves:
+        for step, value in curve:
+            by_step.setdefault(step, []).append(value)
+    return [(step, statistics.fmean(values), min(values), max(values)) for step, values in sorted(by_step.items())]
+
+
 def plot(result: dict[str, Any], path: str | Path) -> Path | None:
     """The metric curves per setting: the mean over seeds as a line, their min-max range as a band."""
     from gankit.plots import STATISTIC_COLOURS, draw_band_plot, LOSS_SERIES
@@ -326,11 +296,7 @@ def plot(result: dict[str, Any], path: str | Path) -> Path | None:
     colours = [colour for _, colour in LOSS_SERIES] + list(STATISTIC_COLOURS)
     series = []
     for index, (row, curves) in enumerate(zip(result["rows"], result["curves"])):
-        by_step: dict[float, list[float]] = {}
-        for curve in curves:
-            for step, value in curve:
-                by_step.setdefault(step, []).append(value)
-        points = [(step, statistics.fmean(values), min(values), max(values)) for step, values in sorted(by_step.items())]
+        points = mean_and_band(curves)
         label = " ".join(f"{key}={value}" for key, value in row["setting"].items()) or "runs"
         series.append((shortened(label, 40), colours[index % len(colours)], points))
     keys = {row["key"] for row in result["rows"] if row["key"]}

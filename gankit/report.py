@@ -6,9 +6,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import math
 import os
-import statistics
+import stat
 import time
 from html import escape
 from pathlib import Path
@@ -18,22 +17,12 @@ from urllib.parse import quote
 from gankit import __version__
 from gankit.errors import GankitError, shortened
 from gankit.plots import ENGINE_VALUES, LOSS_SERIES, MAX_GIF_FRAMES
-from gankit.rundata import (
-    RunRecord,
-    differing_settings,
-    eval_series,
-    find_runs,
-    group_runs_by_setting,
-    headline,
-    read_run,
-)
+from gankit.rundata import RunRecord, SweepRecord, finite, planned_runs, read_run, read_sweep
 from gankit.runfolder import holds_run
 from gankit.svgplot import Marker, Series, colour, line_chart
 
 REPORT_NAME = "report.html"
-MANIFESTS = ("sweep.toml", "sweep.json")
 MAX_IMAGE_BYTES = 16 * 1024 * 1024
-MAX_MANIFEST_CHARS = 20_000
 EVENT_COLOURS = {"rollback": "#d62728", "stop": "#7f0000", "warn": "#ff7f0e"}
 
 STYLE = """
@@ -89,12 +78,12 @@ def write_report(target: str | Path, out: str | Path | None = None, *, overwrite
     if holds_run(target):
         pages = {out: run_page(read_run(target))}
     else:
-        runs = find_runs(target)
-        if not runs:
+        sweep = read_sweep(target)
+        if not sweep.runs:
             raise GankitError(
                 f"{shortened(target)} holds no run: no config.toml or checkpoints folder in it or in any folder below it"
             )
-        pages = sweep_pages(target, [read_run(run) for run in runs], out)
+        pages = sweep_pages(sweep, out)
     for path in pages:
         _check_out(path, overwrite=overwrite)
     from gankit.checkpoint import write_atomic
@@ -147,18 +136,22 @@ def page(title: str, body: Iterable[str]) -> str:
     ])
 
 
-def table(header: Iterable[str], rows: Iterable[Iterable[Any]], *, raw_columns: Iterable[int] = ()) -> str:
-    """An HTML table; every cell is escaped except those in ``raw_columns`` (HTML this module made)."""
-    raw = set(raw_columns)
+def table(header: Iterable[str], rows: Iterable[Iterable[Any]], *, raw_columns: Iterable[int] = (),
+          numeric: Iterable[int] = ()) -> str:
+    """An HTML table; every cell is escaped except those in ``raw_columns`` (HTML this module made);
+    ``numeric``: columns of numbers as text, aligned as numbers are."""
+    raw, numbers = set(raw_columns), set(numeric)
     head = "".join(f"<th>{escape(str(name))}</th>" for name in header)
     body = []
     for row in rows:
-        cells = (cell if index in raw else _cell(cell) for index, cell in enumerate(row))
+        cells = (cell if index in raw else _cell(cell, index in numbers) for index, cell in enumerate(row))
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, numeric: bool = False) -> str:
+    if numeric:
+        return f'<td class="num">{escape(str(value))}</td>'
     if isinstance(value, float):
         return f'<td class="num">{escape(f"{value:.6g}")}</td>'
     if isinstance(value, int) and not isinstance(value, bool):
@@ -227,7 +220,8 @@ def png_data_uri(path: Path) -> str | None:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        if path.stat().st_size > MAX_IMAGE_BYTES:
+        found = path.stat()
+        if not stat.S_ISREG(found.st_mode) or found.st_size > MAX_IMAGE_BYTES:  # a FIFO would block the read
             return None
         data = path.read_bytes()
         with Image.open(path) as image:
@@ -248,11 +242,7 @@ def event_markers(record: RunRecord) -> list[Marker]:
 
 
 def _metric_points(rows: list[dict], key: str) -> list[tuple[float, float]]:
-    return [(float(row["step"]), float(row[key])) for row in rows if _number(row.get(key))]
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return [(float(row["step"]), float(row[key])) for row in rows if finite(row.get(key))]
 
 
 def curves_section(record: RunRecord) -> list[str]:
@@ -274,14 +264,14 @@ def curves_section(record: RunRecord) -> list[str]:
 def eval_charts(record: RunRecord, markers: list[Marker]) -> list[str]:
     if not record.evals:
         return ['<p class="missing">No evaluations (eval.jsonl): train with --eval-every N --metric NAME.</p>']
-    key, _ = headline(record)
+    key, _ = record.headline()
     names = [k for k in dict.fromkeys(k for row in record.evals for k in row) if k not in ("step", "metric")]
     metric = str(record.evals[-1].get("metric", "eval"))
     charts = []
     for index, name in enumerate(names):
         chart_markers = list(markers)
         best = record.best
-        if best and best.get("metric") == name and _number(best.get("value")) and _number(best.get("step")):
+        if best and best.get("metric") == name and finite(best.get("value")) and finite(best.get("step")):
             chart_markers.append(Marker(float(best["step"]), f"best.safetensors (step {best['step']})", "#000",
                                         value=float(best["value"])))
         title = f"{metric}: {name}" + (" (headline)" if name == key else "")
@@ -336,10 +326,11 @@ def config_section(config: dict[str, Any]) -> str:
 # -- a sweep -----------------------------------------------------------------------------------------
 
 
-def sweep_pages(folder: Path, records: list[RunRecord], out: Path) -> dict[Path, str]:
+def sweep_pages(sweep: SweepRecord, out: Path) -> dict[Path, str]:
     """The sweep's page at ``out`` and each run's own report, which it links to."""
+    records = [read_run(run, sweep.statuses.get(sweep.name(run), {})) for run in sweep.runs]
     run_reports = {record.folder: record.folder / REPORT_NAME for record in records}
-    pages = {out: sweep_page(folder, records, {run: _link(out, path) for run, path in run_reports.items()})}
+    pages = {out: sweep_page(sweep, records, {run: _link(out, path) for run, path in run_reports.items()})}
     pages.update({run_reports[record.folder]: run_page(record) for record in records})
     return pages
 
@@ -349,81 +340,58 @@ def _link(out: Path, target: Path) -> str:
     return quote(Path(relative).as_posix())
 
 
-def sweep_page(folder: Path, records: list[RunRecord], links: dict[Path, str]) -> str:
-    groups = group_runs_by_setting(records)
-    differing = differing_settings(records)
+def sweep_page(sweep: SweepRecord, records: list[RunRecord], links: dict[Path, str]) -> str:
+    """The table of ``gankit compare`` (the same groups and numbers, see gankit/compare.py), the curves per
+    setting, and the sweep's plan and each run's last attempt from sweep.json and status.json."""
+    from gankit.compare import summarize
+
+    result = summarize(records)
+    folder = sweep.folder
     body = [
         f"<h1>gankit sweep {escape(folder.resolve().name)}</h1>",
-        f"<p>{len(records)} runs in {len(groups)} settings. Folder: <code>{escape(str(folder.resolve()))}</code></p>",
-        notes_block([f"{_relative(r.folder, folder)}: {note}" for r in records for note in r.notes]),
-        "<h2>Compare</h2>", compare_table(folder, groups, differing, links),
-        "<h2>Eval curves</h2>", overlaid_eval_charts(groups),
-        manifest_section(folder),
+        f"<p>{len(records)} runs in {len(result['rows'])} settings. Folder: <code>{escape(str(folder.resolve()))}</code></p>",
+        notes_block(sweep.notes + [f"{sweep.name(r.folder)}: {note}" for r in records for note in r.notes]),
+        "<h2>Compare</h2>", compare_table(sweep, result, links),
+        "<h2>Eval curves</h2>", overlaid_eval_charts(result),
+        "<h2>The sweep</h2>", plan_section(sweep), "<h2>Runs</h2>", runs_section(sweep, records, links),
     ]
     return page(f"gankit sweep: {folder.resolve().name}", body)
 
 
-def _relative(path: Path, folder: Path) -> str:
-    return os.path.relpath(path, folder)
+def _run_link(sweep: SweepRecord, run: Path, links: dict[Path, str]) -> str:
+    return f'<a href="{escape(links[run])}">{escape(sweep.name(run))}</a>'
 
 
-def _setting_label(record: RunRecord, differing: list[str]) -> str:
-    if not differing:
-        return "all runs share one setting"
-    return ", ".join(f"{name}={json.dumps(record.config.get(name), default=str)}" for name in differing)
+def compare_table(sweep: SweepRecord, result: dict[str, Any], links: dict[Path, str]) -> str:
+    """gankit compare's table, each row with its colour in the curves and a link to each of its runs' reports."""
+    from gankit.compare import table_text
 
-
-def _mean_std(values: list[float]) -> str:
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.4g}"
-    return f"{statistics.fmean(values):.4g} ± {statistics.stdev(values):.2g}"
-
-
-def group_summary(group: list[RunRecord]) -> dict[str, Any]:
-    """The headline metric of a setting's runs: its name, and the final and best values of each run."""
-    key, higher = headline(group[0])
-    finals, bests = [], []
-    for record in group:
-        series = [value for _, value in eval_series(record, key)] if key else []
-        if series:
-            finals.append(series[-1])
-            bests.append(max(series) if higher else min(series))
-    return {"key": key, "higher": higher, "final": finals, "best": bests}
-
-
-def compare_table(folder: Path, groups: list[list[RunRecord]], differing: list[str], links: dict[Path, str]) -> str:
+    text = table_text(result)
     rows = []
-    for index, group in enumerate(groups):
-        summary = group_summary(group)
-        metric = f"{summary['key']} ({'higher' if summary['higher'] else 'lower'} is better)" if summary["key"] else "no eval"
-        seeds = ", ".join(str(record.config.get("seed", "?")) for record in group)
-        statuses = ", ".join(sorted({record.status()[0] for record in group}))
-        run_links = " ".join(
-            f'<a href="{escape(links[record.folder])}">{escape(_relative(record.folder, folder))}</a>' for record in group
-        )
-        swatch = f'<td><span class="swatch" style="background:{colour(index)}"></span>{escape(_setting_label(group[0], differing))}</td>'
-        rows.append([swatch, seeds, statuses, metric, _mean_std(summary["final"]),
-                     _mean_std(summary["best"]), f"<td>{run_links}</td>"])
-    header = ["setting", "seeds", "status", "metric", "final (mean ± std)", "best (mean ± std)", "run reports"]
-    return table(header, rows, raw_columns=[0, 6])
+    for index, (row, cells) in enumerate(zip(result["rows"], text.rows)):
+        swatch = f'<td><span class="swatch" style="background:{colour(index)}"></span></td>'
+        run_links = " ".join(_run_link(sweep, Path(run["path"]), links) for run in row["run_details"])
+        rows.append([swatch, *cells, f"<td>{run_links}</td>"])
+    if not rows:
+        return '<p class="missing">No run tells its setting (no config.toml, no readable checkpoint).</p>'
+    numeric = range(text.numeric + 1, len(text.header) + 1)
+    return (table(["", *text.header, "run reports"], rows, raw_columns=[0, len(text.header) + 1], numeric=numeric)
+            + f"<p>{escape(text.caption)}</p>")
 
 
-def overlaid_eval_charts(groups: list[list[RunRecord]]) -> str:
+def overlaid_eval_charts(result: dict[str, Any]) -> str:
     """Per headline metric: each run's curve, thin, in its setting's colour (as in the compare table), and
     the setting's mean over its runs, thick."""
+    from gankit.compare import mean_and_band
+
     by_key: dict[str, list[Series]] = {}
-    for index, group in enumerate(groups):
-        key = group_summary(group)["key"]
-        if key is None:
+    for index, (row, curves) in enumerate(zip(result["rows"], result["curves"])):
+        if row["key"] is None:
             continue
-        curves = [dict(eval_series(record, key)) for record in group]
-        series = by_key.setdefault(key, [])
-        for record, curve in zip(group, curves):
-            series.append(Series(record.folder.name, sorted(curve.items()), colour(index), width=1.0, opacity=0.35))
-        shared = sorted(set.intersection(*(set(curve) for curve in curves)))
-        mean = [(step, statistics.fmean(curve[step] for curve in curves)) for step in shared]
+        series = by_key.setdefault(row["key"], [])
+        for run, curve in zip(row["run_details"], curves):
+            series.append(Series(Path(run["path"]).name, curve, colour(index), width=1.0, opacity=0.35))
+        mean = [(step, value) for step, value, _, _ in mean_and_band(curves)]
         series.append(Series("mean", mean, colour(index), width=2.5))
     if not by_key:
         return '<p class="missing">No run has evaluations (eval.jsonl): sweep with --eval-every N --metric NAME.</p>'
@@ -432,13 +400,40 @@ def overlaid_eval_charts(groups: list[list[RunRecord]]) -> str:
     return f'<div class="charts">{"".join(charts)}</div>'
 
 
-def manifest_section(folder: Path) -> str:
-    for name in MANIFESTS:
-        path = folder / name
-        try:
-            text = path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            continue
-        cut = " (cut)" if len(text) > MAX_MANIFEST_CHARS else ""
-        return f"<h2>Sweep manifest ({escape(name)}{cut})</h2><pre>{escape(text[:MAX_MANIFEST_CHARS])}</pre>"
-    return ""
+def plan_section(sweep: SweepRecord) -> str:
+    """sweep.json read: the grid, the seeds and the flags every run shares (any of them may be damaged)."""
+    manifest = sweep.manifest
+    if manifest is None:
+        return '<p class="missing">No readable sweep.json: the runs are the run folders found below this folder.</p>'
+    grid, seeds, base = manifest.get("grid"), manifest.get("seeds"), manifest.get("base")
+    seeds_text = ", ".join(map(str, seeds)) if isinstance(seeds, list) else json.dumps(seeds, default=str)
+    return "".join([
+        f"<p>From sweep.json: {len(list(planned_runs(manifest)))} planned runs, seeds {escape(seeds_text)}.</p>",
+        table(["grid setting", "values"], _listed(grid)), "<p>Shared by every run:</p>",
+        table(["setting", "value"], _listed(base)) if base else '<p class="missing">nothing</p>',
+    ])
+
+
+def _listed(mapping: Any) -> list[list[Any]]:
+    """A manifest's table as rows, lists joined with commas; a value that is not a table, as one row."""
+    if not isinstance(mapping, dict):
+        return [["(not a table)", mapping]]
+    return [[key, ", ".join(map(str, value)) if isinstance(value, list) else value] for key, value in mapping.items()]
+
+
+def runs_section(sweep: SweepRecord, records: list[RunRecord], links: dict[Path, str]) -> str:
+    """Each run: its folder's status, and its last attempt as the sweep recorded it (status.json); a planned
+    run that never wrote a run folder too."""
+    by_name = {sweep.name(record.folder): record for record in records}
+    planned = [name for name, _ in planned_runs(sweep.manifest)] if sweep.manifest else list(by_name)
+    names = list(dict.fromkeys([*planned, *sweep.statuses]))
+    rows = []
+    for name in names:
+        record, entry = by_name.get(name), sweep.statuses.get(name, {})
+        wall = entry.get("wall_seconds")
+        rows.append([
+            f"<td>{_run_link(sweep, record.folder, links)}</td>" if record else f"<td>{escape(name)}</td>",
+            record.status()[0] if record else "not started", entry.get("status", ""),
+            f"{wall:.1f}" if finite(wall) else "", entry.get("error", ""),
+        ])
+    return table(["run", "run folder", "sweep's last attempt", "wall s", "error"], rows, raw_columns=[0], numeric=[3])

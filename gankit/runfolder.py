@@ -126,21 +126,36 @@ class RunFolderLock:
 def lock_holder(folder: str | Path) -> str | None:
     """Who holds the run folder's lock (``PID n``), or None when no process does; takes no lock it keeps, so a
     scheduler (gankit sweep) can wait for a run another process is writing instead of failing on it."""
-    try:
-        descriptor = os.open(Path(folder) / LOCK_NAME, os.O_RDWR | os.O_NOFOLLOW)
-    except OSError:  # no lock file (never run), or one this process may not lock: the run itself will say
+    path = Path(folder) / LOCK_NAME
+    if not lock_held(path):  # no lock file (never run), or one that cannot be probed: the run itself will say
         return None
     try:
-        if fcntl is None:
-            return None
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            return _read_pid(descriptor) if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES) else None
-        fcntl.flock(descriptor, fcntl.LOCK_UN)
-        return None
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return "PID unknown"
+    try:
+        return _read_pid(descriptor)
     finally:
         os.close(descriptor)
+
+
+def lock_held(path: Path) -> bool | None:
+    """Whether a process holds an ``flock`` on the file ``path`` now: True or False, or None where that cannot
+    be told (no such file, one this process may not open, a symlink, no flock on this system). The probe is a
+    shared lock, released at once: it needs only read access, and two probes never block each other."""
+    if fcntl is None:
+        return None
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except OSError as error:
+        return True if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES) else None
+    finally:
+        os.close(descriptor)  # releases the probe's lock
 
 
 def _same_file(descriptor: int, path: Path) -> bool:

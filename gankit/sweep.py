@@ -19,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from gankit.config import SETTINGS_BY_NAME, RunConfig, check_seed, read_toml, settings
 from gankit.errors import GankitError, quoted, shortened
@@ -537,12 +537,3 @@ def _record_finished_elsewhere(folder: Path, finished: Sequence[PlannedRun]) -> 
 
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
-
-
-def iter_manifest_runs(folder: Path) -> Iterator[tuple[str, dict]]:
-    """(run name, its manifest entry) of a sweep folder, in the sweep's order."""
-    document = read_manifest(folder) or {"runs": []}
-    for entry in document["runs"]:
-        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
-            yield entry["name"], entry
-

@@ -5,7 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import shutil
 import statistics
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -86,13 +91,42 @@ def test_plot_draws_a_line_and_band_per_setting(runs, tmp_path):
     assert (31, 119, 180) in colours and (255, 127, 14) in colours  # each setting's mean line
 
 
-@pytest.mark.parametrize("make", ["empty", "file", "missing"])
+def test_a_folder_of_runs_without_sweep_json_is_compared_like_a_sweep(runs):
+    """The runs below a folder are found as gankit report finds them (gankit/rundata.py)."""
+    result = compare("--json", runs["bce", 0].parent)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)["rows"]
+    assert sorted((row["config"]["loss"], row["metric"] or "", row["seeds"]) for row in rows) == [
+        ("losses:bce", "", [0]), ("losses:bce", "metrics:modes", [0, 1]), ("losses:hinge", "metrics:modes", [0, 1])]
+
+
+def test_fifos_named_like_run_files_are_not_read(runs, tmp_path):
+    """A FIFO blocks a plain read forever: config.toml, eval.jsonl and a checkpoint that are FIFOs are left out
+    (the setting then comes from the newest checkpoint that is a file), not waited on."""
+    run = tmp_path / "run"
+    shutil.copytree(runs["bce", 0], run)
+    for name in ("config.toml", "eval.jsonl", "checkpoints/step-0000020.safetensors"):
+        (run / name).unlink()
+        os.mkfifo(run / name)
+    shutil.copy(runs["bce", 0] / "checkpoints" / "step-0000020.safetensors", run / "checkpoints" / "step-0000010.safetensors")
+    environment = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    result = subprocess.run([sys.executable, "-m", "gankit", "compare", "--json", str(run)], capture_output=True,
+                            text=True, env=environment, timeout=300)  # a guard: a blocked read would hang here
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout)["rows"][0]
+    assert row["config"]["loss"] == "losses:bce" and row["final"]["n"] == 0
+
+
+@pytest.mark.parametrize("make", ["empty", "file", "missing", "damaged sweep.json"])
 def test_a_folder_that_is_neither_a_run_nor_a_sweep_is_one_error_line(tmp_path, make):
     path = tmp_path / "thing"
     if make == "empty":
         path.mkdir()
     elif make == "file":
         path.write_text("x")
+    elif make == "damaged sweep.json":
+        path.mkdir()
+        (path / "sweep.json").write_text('{"runs": ')
     result = compare(path)
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("Error: "), result.output

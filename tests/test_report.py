@@ -10,6 +10,7 @@ import re
 import shutil
 import statistics
 import subprocess
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -201,12 +202,26 @@ def test_bad_input_is_one_error_line(ring_run, tmp_path, case):
 # -- a sweep -------------------------------------------------------------------------------------------
 
 
+SWEEP_RUNS = {"runs/bce-seed0": ("bce", 0), "runs/bce-seed1": ("bce", 1), "runs/hinge-seed0": ("hinge", 0),
+              "runs/hinge-seed1": ("hinge", 1)}
+WALL_SECONDS = {"runs/bce-seed0": 10.0, "runs/bce-seed1": 14.5, "runs/hinge-seed0": 12.0}
+
+
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory) -> Path:
+    """Three of the four runs a sweep.json plans (as gankit/sweep.py writes it), the fourth never started;
+    status.json with wall times and a failed attempt's error. One bce run logs every 2 steps, which names no
+    setting (gankit compare's rule): the bce runs stay one setting."""
     folder = tmp_path_factory.mktemp("sweep")
-    for loss, seed in (("bce", 0), ("bce", 1), ("hinge", 0)):
-        train(folder / "runs" / f"{loss}-seed{seed}", *TINY_RING, "--loss", loss, "--seed", str(seed))
-    (folder / "sweep.json").write_text(json.dumps({"set": {"loss": ["bce", "hinge"]}, "seeds": HOSTILE}))
+    for name, (loss, seed) in list(SWEEP_RUNS.items())[:3]:
+        extra = ["--log-every", "2"] if name == "runs/bce-seed1" else []
+        train(folder / name, *TINY_RING, "--loss", loss, "--seed", str(seed), *extra)
+    manifest = {"gankit_sweep": 1, "grid": {"loss": ["bce", "hinge"]}, "seeds": [0, 1], "base": {"note": HOSTILE},
+                "runs": [{"name": name, "settings": {"loss": loss}, "seed": seed} for name, (loss, seed) in SWEEP_RUNS.items()]}
+    (folder / "sweep.json").write_text(json.dumps(manifest))
+    statuses = {name: {"status": "finished", "wall_seconds": seconds} for name, seconds in WALL_SECONDS.items()}
+    statuses["runs/hinge-seed1"] = {"status": "failed", "error": HOSTILE}
+    (folder / "status.json").write_text(json.dumps(statuses))
     return folder
 
 
@@ -214,21 +229,54 @@ def headline_values(run: Path) -> list[float]:
     return [json.loads(line)["modes"] for line in (run / "eval.jsonl").read_text().splitlines()]
 
 
-def test_a_sweep_report_compares_settings_over_seeds_and_links_each_runs_report(sweep):
+def cell_texts(row: str) -> list[str]:
+    return [re.sub(r"<[^>]+>", "", cell) for cell in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+
+
+def test_a_sweep_report_shows_the_compare_table_and_links_each_runs_report(sweep):
+    from gankit.compare import comparison, table_text
+
     html = report(sweep).read_text(encoding="utf-8")
     assert_offline(html)
     assert HOSTILE not in html
     rows = re.findall(r"<tr><td><span class=\"swatch\".*?</tr>", html)
-    assert len(rows) == 2
-    bce = next(row for row in rows if "losses:bce" in row)
-    assert "<td>0, 1</td>" in bce
-    finals = [headline_values(sweep / "runs" / f"bce-seed{seed}")[-1] for seed in (0, 1)]
-    assert f"{statistics.fmean(finals):.4g} ± {statistics.stdev(finals):.2g}" in bce
+    expected = table_text(comparison([sweep]))  # what `gankit compare` prints, cell for cell
+    assert expected.header == ["loss", "seeds", "final modes", "best modes", "img/s", "wall s", "diverged"]
+    assert [[unescape(cell) for cell in cell_texts(row)[1:-1]] for row in rows] == expected.rows
+    bce = cell_texts(rows[0])
+    assert bce[1:3] == ["bce", "0,1"]  # log_every differs between the two, yet they are one setting
+    finals = [headline_values(sweep / f"runs/bce-seed{seed}")[-1] for seed in (0, 1)]
+    assert bce[3] == f"{statistics.fmean(finals):.4g} ± {statistics.stdev(finals):.4g}"
+    assert bce[6] == f"{statistics.fmean([10.0, 14.5]):.1f} ± {statistics.stdev([10.0, 14.5]):.1f}"  # status.json
     links = re.findall(r'<a href="([^"]+)">', html)
-    assert sorted(links) == [f"runs/{name}/report.html" for name in ("bce-seed0", "bce-seed1", "hinge-seed0")]
-    for link in links:
+    assert sorted(set(links)) == [f"runs/{name}/report.html" for name in ("bce-seed0", "bce-seed1", "hinge-seed0")]
+    for link in set(links):
         assert_offline((sweep / link).read_text(encoding="utf-8"))
-    assert '<svg class="chart"' in html and "sweep.json" in html
+    assert '<svg class="chart"' in html
+
+
+def test_a_sweep_report_reads_the_sweep_plan_and_each_runs_last_attempt(sweep):
+    html = report(sweep, "--out", str(sweep / "plan.html"), "--overwrite").read_text(encoding="utf-8")
+    assert "From sweep.json: 4 planned runs, seeds 0, 1." in html
+    assert "<tr><td>loss</td><td>bce, hinge</td></tr>" in html  # the grid
+    assert html.count("&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;") == 2  # the shared flag and the error
+    runs = {cell_texts(row)[0]: cell_texts(row)[1:] for row in re.findall(r"<tr><td>.*?</tr>", html.split("<h2>Runs</h2>")[1])}
+    assert runs["runs/bce-seed1"] == ["finished", "finished", "14.5", ""]
+    assert runs["runs/hinge-seed1"][:3] == ["not started", "failed", ""]
+
+
+def test_a_damaged_sweep_json_is_a_note_and_the_runs_below_are_still_reported(sweep, tmp_path):
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep, copy, ignore=shutil.ignore_patterns("*.html", ".gankit.lock"))
+    (copy / "sweep.json").write_text('{"grid": ')
+    html = report(copy).read_text(encoding="utf-8")
+    assert "sweep.json cannot be read as a sweep manifest" in html
+    assert len(re.findall(r"<tr><td><span class=\"swatch\"", html)) == 2
+    # A manifest naming a run outside its folder: left out, and no report written there.
+    outside = copy_run(sweep / "runs" / "bce-seed0", tmp_path / "elsewhere")
+    (copy / "sweep.json").write_text(json.dumps({"runs": [{"name": "../elsewhere/copy"}, {"name": "runs/bce-seed0"}]}))
+    html = report(copy, "--overwrite").read_text(encoding="utf-8")
+    assert "names a run outside the sweep folder (&#x27;../elsewhere/copy&#x27;), which is not read" in html and not (outside / "report.html").exists()
 
 
 # -- in a real browser ---------------------------------------------------------------------------------
