@@ -99,7 +99,10 @@ class ProjectionHead(nn.Module):
         # spectral-norm normalises this embedding like the layers, as SNGAN-projection does (its SNEmbedID).
         self.embed = nn.Embedding(num_classes, features) if projection else None
         if self.embed is not None:
-            nn.init.xavier_uniform_(self.embed.weight)  # SNGAN-projection's initialisation of the embedding
+            # DCGAN's N(0, 0.02), not SNGAN-projection's Xavier (about 10x larger here): a large random embedding
+            # starts every class with a random offset of its score that the discriminator must first unlearn.
+            # Not zero either: spectral norm divides by the largest singular value.
+            nn.init.normal_(self.embed.weight, 0.0, 0.02)
         self.class_logits = nn.Linear(features, num_classes) if "class_logits" in outputs else None
 
     def forward(self, scores: torch.Tensor, features: torch.Tensor, labels: torch.Tensor | None):

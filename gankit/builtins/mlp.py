@@ -51,14 +51,19 @@ class MLPGenerator(nn.Module):
 class MLPDiscriminator(nn.Module):
     """data -> ``depth`` hidden LeakyReLU layers -> one raw score.
 
-    With ``num_classes``, a projection discriminator: phi(x) is the last hidden layer, the output layer its
-    unconditional linear part.
+    With ``num_classes``, the labels enter twice, as for ``dcgan``: the one-hot class beside the input and a
+    projection head, phi(x) the last hidden layer and the output layer its unconditional linear part (with a
+    ``class_logits`` head only the projection: the classifier must not read the class off its input).
+    ``projection=False``: neither (the discriminator ignores the labels).
     """
 
     def __init__(self, *, features: int, width: int, depth: int, num_classes: int | None = None,
                  projection: bool = True, outputs: tuple[str, ...] = ()) -> None:
         super().__init__()
-        self.net = _stack(features, width, depth, 1, lambda: nn.LeakyReLU(0.2))
+        # Not beside a classifier head: it would read the class off its input instead of learning it (ACGAN).
+        labelled_input = num_classes is not None and projection and "class_logits" not in outputs
+        self.label_inputs = num_classes if labelled_input else 0
+        self.net = _stack(features + self.label_inputs, width, depth, 1, lambda: nn.LeakyReLU(0.2))
         self.head = None if num_classes is None else ProjectionHead(
             width, num_classes, projection=projection, outputs=outputs
         )
@@ -69,6 +74,8 @@ class MLPDiscriminator(nn.Module):
             return self.net(x.reshape(x.shape[0], -1)).reshape(x.shape[0])
         *body, final = self.net
         hidden = x.reshape(x.shape[0], -1)
+        if self.label_inputs:
+            hidden = torch.cat([hidden, one_hot(labels, self.label_inputs, like=hidden)], dim=1)
         for layer in body:
             hidden = layer(hidden)
         return self.head(final(hidden).reshape(x.shape[0]), hidden, labels)
