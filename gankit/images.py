@@ -297,6 +297,34 @@ def _count_training(decoded_names: Sequence[str], held_out: Sequence[ImageFile],
     return training
 
 
+def _decode_files(folder: Path, every_file: Sequence[ImageFile], scan_skipped: Sequence[tuple[str, str]], *,
+                  label: str, image_size: int, channels: int, cache: bool, cache_dir, subset: str):
+    """Decode ``every_file`` or read it from the cache, after checking the memory; warn once about skipped files.
+    Returns the decoded images and every skipped file with its reason (the scan's first)."""
+    shape = image_shape(label, image_size, channels)
+    if not every_file and not scan_skipped:
+        suffixes = ", ".join(IMAGE_SUFFIXES)
+        raise GankitError(f"{label} data folder {str(folder)!r} holds no images ({suffixes})")
+    # The decoded images must fit in memory beside the networks (gankit.memory), or fail now, not after decoding.
+    require(len(every_file) * int(np.prod(shape)), f"{len(every_file)} images of {channels}x{image_size}x{image_size}", label=label)
+    settings = {"decoder": DECODER_VERSION, "size": image_size, "channels": channels, "subset": subset}
+    decode = lambda path: read_image(path, size=image_size, channels=channels)  # noqa: E731
+    with progress_bar(f"decoding {label} images (once)", len(every_file)) as progress:
+        decoded = load_images(
+            every_file, decode, shape=(channels, image_size, image_size), settings=settings, origin=folder,
+            cache=cache, cache_dir=cache_dir, progress=progress,
+        )
+    skipped = [*scan_skipped, *decoded.skipped]
+    if not decoded.names:
+        first = f"; e.g. {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
+        raise GankitError(
+            f"{label} data folder {str(folder)!r} holds no usable image ({len(skipped)} files skipped{first})"
+        )
+    if skipped:
+        warnings.warn(GankitWarning(describe_skips(label, skipped, len(every_file) + len(scan_skipped))), stacklevel=4)
+    return decoded, skipped
+
+
 class ImageFiles(DataSource):
     """Images from a list of files, decoded once to uint8 ``(channels, size, size)`` and served by index.
 
@@ -328,33 +356,16 @@ class ImageFiles(DataSource):
         of the folder's files (a split, a limit): each selection keeps its own cache file. ``held_out`` files
         (see :func:`select_files`) are decoded into the same cache file, after ``files``, but never trained on:
         :meth:`holdout_tensor` serves them to metrics."""
-        shape = image_shape(label, image_size, channels)
         every_file = [*files, *held_out]
-        if not every_file and not scan_skipped:
-            suffixes = ", ".join(IMAGE_SUFFIXES)
-            raise GankitError(f"{label} data folder {str(folder)!r} holds no images ({suffixes})")
-        # The decoded images must fit in memory beside the networks (gankit.memory), or fail now, not after decoding.
-        require(len(every_file) * int(np.prod(shape)), f"{len(every_file)} images of {channels}x{image_size}x{image_size}", label=label)
-        settings = {"decoder": DECODER_VERSION, "size": image_size, "channels": channels, "subset": subset}
-        decode = lambda path: read_image(path, size=image_size, channels=channels)  # noqa: E731
-        with progress_bar(f"decoding {label} images (once)", len(every_file)) as progress:
-            decoded = load_images(
-                every_file, decode, shape=(channels, image_size, image_size), settings=settings, origin=folder,
-                cache=cache, cache_dir=cache_dir, progress=progress,
-            )
-        skipped = [*scan_skipped, *decoded.skipped]
-        if not decoded.names:
-            first = f"; e.g. {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
-            raise GankitError(
-                f"{label} data folder {str(folder)!r} holds no usable image ({len(skipped)} files skipped{first})"
-            )
-        if skipped:
-            warnings.warn(GankitWarning(describe_skips(label, skipped, len(every_file) + len(scan_skipped))), stacklevel=3)
+        decoded, skipped = _decode_files(
+            folder, every_file, scan_skipped, label=label, image_size=image_size, channels=channels, cache=cache,
+            cache_dir=cache_dir, subset=subset,
+        )
         training = _count_training(decoded.names, held_out, label=label)
         self.folder = folder
         self.images = decoded.images[:training]
         self.names = decoded.names[:training]
-        self.held_out_images = decoded.images[training:]
+        self._held_out_images = decoded.images[training:]
         self.held_out_names = decoded.names[training:]
         self.skipped = skipped
         self.cache_path = decoded.cache_path
@@ -399,7 +410,7 @@ class ImageFiles(DataSource):
 
         if not len(self.held_out_names):
             return None
-        return torch.from_numpy(self.held_out_images)
+        return torch.from_numpy(self._held_out_images)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
