@@ -41,16 +41,16 @@ def mean_cross_entropy(logits) -> float:
     return sum(cross_entropy(row, label) for row, label in zip(logits, LABELS)) / len(LABELS)
 
 
-@pytest.mark.parametrize("weight", [1.0, 0.25])
-def test_discriminator_loss_by_hand(weight):
-    loss = ACGANLoss(weight=weight)
+@pytest.mark.parametrize("weight, fake_weight", [(1.0, 1.0), (0.25, 1.0), (1.0, 0.0), (2.0, 0.5)])
+def test_discriminator_loss_by_hand(weight, fake_weight):
+    loss = ACGANLoss(weight=weight, fake_weight=fake_weight)
     value = loss.discriminator_loss(
         REAL_SCORES, FAKE_SCORES, real_outputs=outputs(REAL_LOGITS), fake_outputs=outputs(FAKE_LOGITS),
         labels=torch.tensor(LABELS),
     )
     # BCE: -log sigma(r) = softplus(-r) on real, -log(1 - sigma(f)) = softplus(f) on fake, each a batch mean.
     adversarial = (softplus(-1.0) + softplus(0.5)) / 2 + (softplus(-2.0) + softplus(0.5)) / 2
-    expected = adversarial + weight * (mean_cross_entropy(REAL_LOGITS) + mean_cross_entropy(FAKE_LOGITS))
+    expected = adversarial + weight * (mean_cross_entropy(REAL_LOGITS) + fake_weight * mean_cross_entropy(FAKE_LOGITS))
     assert value.item() == pytest.approx(expected, rel=1e-6)
 
 
@@ -95,6 +95,12 @@ def test_check_refuses_a_run_that_is_not_conditional():
 def test_weight_must_be_a_positive_number(weight):
     with pytest.raises(GankitError, match="option weight must be a positive number"):
         ACGANLoss(weight=weight)
+
+
+@pytest.mark.parametrize("fake_weight", [-0.5, float("nan"), float("inf")])
+def test_fake_weight_must_be_a_number_of_at_least_zero(fake_weight):
+    with pytest.raises(GankitError, match="option fake_weight must be a number >= 0"):
+        ACGANLoss(fake_weight=fake_weight)
 
 
 @pytest.mark.parametrize("bad_outputs, message", [
