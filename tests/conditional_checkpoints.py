@@ -108,3 +108,20 @@ def toy_generator(state: dict[str, torch.Tensor], shape):
         return torch.tanh(values).reshape(len(z), *shape)
 
     return generate
+
+
+def invoke(*args):
+    """``gankit ARGS`` through the CLI runner (arguments turned to strings)."""
+    from typer.testing import CliRunner
+
+    from gankit.cli import app
+
+    return CliRunner().invoke(app, [str(arg) for arg in args])
+
+
+def one_line_error(result) -> str:
+    """The single ``Error:`` line of a failed command (and no traceback)."""
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    return lines[0]

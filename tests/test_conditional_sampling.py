@@ -8,29 +8,15 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from typer.testing import CliRunner
 
 import gankit
-from gankit.cli import app
 from gankit.inference import sample_noise
-from conditional_checkpoints import install, toy_generator, toy_state, write_checkpoint
+from conditional_checkpoints import install, invoke, one_line_error, toy_generator, toy_state, write_checkpoint
 
-runner = CliRunner()
 
 SHAPE = (1, 8, 8)
 Z_DIM = 4
 NAMES = ["cat", "dog", "bird"]
-
-
-def invoke(*args) -> object:
-    return runner.invoke(app, [str(arg) for arg in args])
-
-
-def one_line_error(result) -> str:
-    assert result.exit_code != 0 and "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    return lines[0]
 
 
 @pytest.fixture
