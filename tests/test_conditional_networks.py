@@ -253,3 +253,43 @@ def test_a_spectrally_normalised_projection_gan_learns_each_class():
         left = generator(torch.randn(500, 2), torch.zeros(500, dtype=torch.long)).mean(0)
         right = generator(torch.randn(500, 2), torch.ones(500, dtype=torch.long)).mean(0)
     assert left[0] < -1 and right[0] > 1
+
+
+# --- the dcgan shortcuts: the class parts computed once per class, equal to the concatenated inputs ------------
+
+
+@pytest.mark.parametrize("shape", [(1, 32, 32), (3, 64, 64), (3, 96, 96)])
+@pytest.mark.parametrize("spectral", [False, True])
+def test_dcgan_label_maps_convolved_once_per_class_equal_the_concatenated_maps(shape, spectral):
+    from gankit.builtins.conditioning import label_maps_conv, one_hot
+
+    torch.manual_seed(0)
+    generator, discriminator = dcgan(shape=shape, z_dim=8, width=4, num_classes=CLASSES)
+    if spectral:
+        SpectralNorm().prepare(generator=generator, discriminator=discriminator)
+    discriminator.eval()  # no power iteration between the two reads of the weight below
+    first = discriminator.main[0]
+    x, labels = torch.randn(6, *shape), torch.tensor([0, 2, 1, 2, 0, 1])
+    maps = one_hot(labels, CLASSES, like=x)[:, :, None, None].expand(-1, -1, *shape[1:])
+    expected = first(torch.cat([x, maps], dim=1))
+    assert torch.allclose(label_maps_conv(first, x, labels, CLASSES), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(1, 32, 32), (3, 96, 96)])
+def test_dcgan_generator_class_code_computed_once_per_class_equals_the_concatenated_code(shape):
+    from gankit.builtins.conditioning import run_layers
+
+    torch.manual_seed(0)
+    generator, _ = dcgan(shape=shape, z_dim=8, width=4, num_classes=CLASSES)
+    z, labels = torch.randn(6, 8), torch.tensor([0, 2, 1, 2, 0, 1])
+    code = generator.class_code(labels).view(6, 8, 1, 1)
+    expected = run_layers(generator.main, torch.cat([z.view(6, 8, 1, 1), code], dim=1), labels)
+    assert torch.allclose(generator(z, labels), expected, atol=1e-6)
+
+
+def test_dcgan_discriminator_refuses_a_label_outside_its_classes_in_one_line():
+    generator, discriminator = dcgan(shape=(1, 32, 32), z_dim=8, width=4, num_classes=CLASSES)
+    images = torch.randn(2, 1, 32, 32)
+    for bad in (torch.tensor([0, CLASSES]), torch.tensor([-1, 0])):
+        with pytest.raises(GankitError, match=rf"class labels must be in \[0, {CLASSES}\)"):
+            discriminator(images, bad)
