@@ -155,6 +155,19 @@ def test_dcgan_conditions_every_batch_norm_of_its_generator_starting_as_plain_ba
     assert all(torch.equal(norm.bias, torch.zeros_like(norm.bias)) for norm in norms)
 
 
+def test_conditional_batch_norm_tables_move_their_values_scale_times_as_fast():
+    # An equalized learning rate: a step of d in a table entry moves the class's scale or shift by scale * d.
+    norm = ConditionalBatchNorm(3, 2, scale=10.0).eval()  # running statistics 0 / 1: norm(x) is x (up to eps)
+    x, labels = torch.randn(4, 3, 2, 2), torch.tensor([0, 1, 0, 1])
+    plain = norm(x, labels)
+    with torch.no_grad():
+        norm.gain[1] += 0.01
+        norm.bias[0] -= 0.02
+    moved = norm(x, labels)
+    assert torch.allclose(moved[labels == 1], plain[labels == 1] * 1.1, atol=1e-4)
+    assert torch.allclose(moved[labels == 0], plain[labels == 0] - 0.2, atol=1e-5)
+
+
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
 def test_conditional_networks_build_on_the_meta_device(name):
     # gankit checks the architecture and counts its parameters on the meta device before decoding the data.
