@@ -103,6 +103,8 @@ REFUSED = [
     Refused("root-is-a-file", a_file, ("--data", "folder", "--arch", "dcgan:width=4"), ("is a file",)),
     Refused("anime-size-33", photos, ("--data", "anime", "--arch", "dcgan:width=4", "--image-size", "33"),
             ("dcgan supports", "33x33")),
+    Refused("anime-recipe-unknown", photos, ("--data", "anime:recipe=gpu", "--arch", "dcgan:width=4"),
+            ("recipe must be one of cpu, article", "'gpu'")),
 ]
 
 

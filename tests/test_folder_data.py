@@ -140,13 +140,42 @@ def test_architecture_that_cannot_serve_the_shape_names_both(tmp_path):
 # -- anime --------------------------------------------------------------------------------------------------
 
 
-def test_anime_defaults_to_faces_folder_96_rgb(tmp_path, monkeypatch):
+def test_anime_defaults_to_faces_folder_and_the_cpu_recipe_at_64_rgb(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for number in (3, 1, 2):
         write_image(tmp_path / "faces" / f"{number}.jpg", size=(96, 96), mode="L", color=number * 50)
     source = AnimeFaces()
-    assert source.shape == (3, 96, 96)
+    assert source.shape == (3, 64, 64) and source.recipe == "cpu"
     assert source.names == ["1.jpg", "2.jpg", "3.jpg"]
+    assert source.recommended["arch"] == "dcgan:dcgan:width=32" and source.recommended["augment"]
+    assert AnimeFaces.planned_shape(image_size=None) == (3, 64, 64)
+
+
+def test_anime_article_recipe_is_the_articles_96_pixels_with_the_engine_defaults(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_image(tmp_path / "faces" / "0.jpg", size=(96, 96))
+    source = AnimeFaces(recipe="article")
+    assert source.shape == (3, 96, 96) and source.recommended == {}
+    assert AnimeFaces.planned_shape(image_size=None, recipe="article") == (3, 96, 96)
+    assert AnimeFaces(recipe="article", image_size=48).shape == (3, 48, 48)  # --image-size still wins
+
+
+def test_anime_recipes_recommend_and_the_users_settings_win(tmp_path):
+    write_image(tmp_path / "faces" / "0.jpg", size=(96, 96))
+    write_image(tmp_path / "faces" / "1.jpg", size=(96, 96))
+    from gankit.config import RunConfig
+    from gankit.engine import Trainer
+
+    def built(**settings):
+        overrides = {"data_root": str(tmp_path / "faces"), "device": "cpu", "batch_size": 2, **settings}
+        return Trainer(RunConfig.from_sources(overrides=overrides)).config
+
+    cpu = built(data="anime")
+    assert (cpu.arch, cpu.augment, cpu.ema) == ("dcgan:dcgan:width=32", ["augment:diffaug"], 0.999)
+    mine = built(data="anime", arch="dcgan:width=8", augment=["ada"], steps=3)
+    assert mine.arch.endswith("width=8") and mine.augment == ["augment:ada"] and mine.steps == 3
+    article = built(data="anime:recipe=article")
+    assert article.arch.endswith("dcgan") and article.augment == [] and article.ema is None
 
 
 def test_anime_missing_folder_says_how_to_point_at_it(tmp_path, monkeypatch):
@@ -159,7 +188,7 @@ def test_anime_missing_folder_says_how_to_point_at_it(tmp_path, monkeypatch):
 
 @pytest.mark.skipif(not ANIME_FACES.is_dir(), reason="needs ../shared/data/anime-faces")
 def test_real_anime_faces_shapes_range_and_cache_reuse():
-    first = AnimeFaces(root=str(ANIME_FACES), limit=600)
+    first = AnimeFaces(root=str(ANIME_FACES), limit=600, recipe="article")
     assert first.built_cache and first.skipped == []
     data = first.tensor()
     assert tuple(data.shape) == (600, 3, 96, 96) and data.dtype == torch.uint8
@@ -171,7 +200,7 @@ def test_real_anime_faces_shapes_range_and_cache_reuse():
     with Image.open(ANIME_FACES / "7.jpg") as image:
         expected = np.asarray(image.convert("RGB")).transpose(2, 0, 1)
     assert np.array_equal(np.asarray(first.images[7]), expected)  # 96x96 files are stored exactly
-    second = AnimeFaces(root=str(ANIME_FACES), limit=600)
+    second = AnimeFaces(root=str(ANIME_FACES), limit=600, recipe="article")
     assert not second.built_cache and second.cache_path == first.cache_path
     assert torch.equal(second.tensor(), data)
     batch = BatchStream(second, 64, seed=0, device=torch.device("cpu")).next()

@@ -190,7 +190,7 @@ def test_gankit_run_wasserstein_clip_writes_a_checkpoint_with_every_critic_weigh
 @pytest.mark.skipif(not ANIME.is_dir(), reason="the anime faces are not on this machine")
 def test_wgan_trains_on_the_anime_faces_at_96_pixels(tmp_path):
     run = trainer(
-        {}, arch="wgan:width=2", loss="wasserstein:schedule=false", reg=["clip"], data="anime",
+        {}, arch="wgan:width=2", loss="wasserstein:schedule=false", reg=["clip"], data="anime:recipe=article",
         data_root=str(ANIME), batch_size=4, steps=1, d_steps=1, z_dim=8, device="cpu",
     )
     assert run.shape == (3, 96, 96)
