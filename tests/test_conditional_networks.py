@@ -151,8 +151,8 @@ def test_dcgan_conditions_every_batch_norm_of_its_generator_starting_as_plain_ba
     norms = [module for module in generator.modules() if isinstance(module, ConditionalBatchNorm)]
     assert len(norms) == 3  # 32 px: three stages, each ConvT + BN + ReLU before the output layer
     assert not any(isinstance(module, torch.nn.BatchNorm2d) and module.affine for module in generator.modules())
-    assert all(torch.equal(norm.gain, torch.ones_like(norm.gain)) for norm in norms)
-    assert all(torch.equal(norm.bias, torch.zeros_like(norm.bias)) for norm in norms)
+    assert all(torch.equal(norm.gains, torch.ones_like(norm.gains)) for norm in norms)
+    assert all(torch.equal(norm.shifts, torch.zeros_like(norm.shifts)) for norm in norms)
 
 
 def test_conditional_batch_norm_tables_move_their_values_scale_times_as_fast():
@@ -161,8 +161,8 @@ def test_conditional_batch_norm_tables_move_their_values_scale_times_as_fast():
     x, labels = torch.randn(4, 3, 2, 2), torch.tensor([0, 1, 0, 1])
     plain = norm(x, labels)
     with torch.no_grad():
-        norm.gain[1] += 0.01
-        norm.bias[0] -= 0.02
+        norm.gains[1] += 0.01
+        norm.shifts[0] -= 0.02
     moved = norm(x, labels)
     assert torch.allclose(moved[labels == 1], plain[labels == 1] * 1.1, atol=1e-4)
     assert torch.allclose(moved[labels == 0], plain[labels == 0] - 0.2, atol=1e-5)
