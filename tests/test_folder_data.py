@@ -147,7 +147,7 @@ def test_anime_defaults_to_faces_folder_and_the_cpu_recipe_at_64_rgb(tmp_path, m
     source = AnimeFaces()
     assert source.shape == (3, 64, 64) and source.recipe == "cpu"
     assert source.names == ["1.jpg", "2.jpg", "3.jpg"]
-    assert source.recommended["arch"] == "dcgan:dcgan:width=32" and source.recommended["augment"]
+    assert source.recommended["arch"] == "dcgan:dcgan:width=32" and source.recommended["ema"] == 0.999
     assert AnimeFaces.planned_shape(image_size=None) == (3, 64, 64)
 
 
@@ -171,9 +171,9 @@ def test_anime_recipes_recommend_and_the_users_settings_win(tmp_path):
         return Trainer(RunConfig.from_sources(overrides=overrides)).config
 
     cpu = built(data="anime")
-    assert (cpu.arch, cpu.augment, cpu.ema) == ("dcgan:dcgan:width=32", ["augment:diffaug"], 0.999)
-    mine = built(data="anime", arch="dcgan:width=8", augment=["ada"], steps=3)
-    assert mine.arch.endswith("width=8") and mine.augment == ["augment:ada"] and mine.steps == 3
+    assert (cpu.arch, cpu.ema, cpu.steps, cpu.augment) == ("dcgan:dcgan:width=32", 0.999, 1500, [])
+    mine = built(data="anime", arch="dcgan:width=8", ema=0.99, steps=3)
+    assert mine.arch.endswith("width=8") and (mine.ema, mine.steps) == (0.99, 3)
     article = built(data="anime:recipe=article")
     assert article.arch.endswith("dcgan") and article.augment == [] and article.ema is None
 
