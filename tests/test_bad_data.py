@@ -309,6 +309,12 @@ SIGNALS = [  # (data, signal, exit code, words of the one line)
 ]
 
 
+def heed_ctrl_c() -> None:
+    """In the child: SIGINT as in a terminal. A test run started in the background (``&`` in a script) inherits
+    SIGINT ignored, and Python then never raises KeyboardInterrupt, as a backgrounded gankit rightly would not."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("case", SIGNALS, ids=[f"{c[0].split(':')[0]}-{c[1].name}" for c in SIGNALS])
 def test_a_signal_during_the_cache_build_leaves_no_temporary(case, tmp_path, cache):
     data, number, code, words = case
@@ -318,7 +324,8 @@ def test_a_signal_during_the_cache_build_leaves_no_temporary(case, tmp_path, cac
                "--out", str(tmp_path / "run")]
     environment = {**os.environ, "PYTHONPATH": str(REPO), "GANKIT_CACHE_DIR": str(cache), "OMP_NUM_THREADS": "1",
                    "BUILD_STARTED": str(started)}
-    process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=heed_ctrl_c)
     while process.poll() is None and not started.exists():
         time.sleep(0.01)
     process.send_signal(number)
