@@ -242,14 +242,35 @@ def _build_objective_components(config: RunConfig, registry: Registry, data: Bui
             raise GankitError(
                 f"regularizer {built.component.qualified_name!r} did not build a gankit.components.Regularizer"
             )
-    # Recommendations: the data source's recipe wins over the regularizers', which win over the loss's.
-    protected = set(data_recommended)
+    # Recommendations: the data source's recipe wins over the regularizers', which win over the loss's, for the
+    # loss and regularizers the recipe trains with itself. A loss or regularizer chosen instead brings its own
+    # settings, which then win over the recipe's: a recipe's learning rate is tuned for its own loss.
+    own = _recipe_components(registry, data_recommended)
     for built in [loss, *regularizers]:
-        values = {k: v for k, v in (built.value.recommended or {}).items() if k not in protected}
+        recommended = built.value.recommended or {}
+        mine = built.component.qualified_name in own
+        values = {k: v for k, v in recommended.items() if not (mine and k in data_recommended)}
         config.recommend(values, source=f"{built.component.kind} {built.component.name!r}", components=registry)
     config.validate()
     loss.value.check(config=config, regularizers=[built.value for built in regularizers])
     return loss, regularizers
+
+
+def _recipe_components(registry: Registry, recipe: dict[str, Any]) -> set[str]:
+    """Qualified names of the loss and regularizers a data source's recipe trains with: the loss it recommends
+    (else the engine's default loss) and the regularizers it recommends."""
+    specs = [recipe.get("loss", _default("loss")), *(recipe.get("reg") or [])]
+    names = set()
+    for kind, spec in zip(["loss"] + ["regularizer"] * (len(specs) - 1), specs):
+        try:
+            names.add(registry.resolve(kind, spec)[0].qualified_name)
+        except GankitError:  # a recipe naming an unknown component fails where that component is built
+            pass
+    return names
+
+
+def _default(key: str) -> Any:
+    return {field.name: field.default for field in dataclasses.fields(RunConfig)}[key]
 
 
 def _build_architecture(config: RunConfig, registry: Registry, data: Built, shape: tuple[int, ...],

@@ -263,7 +263,8 @@ def gankit_register_data_sources(register: Register) -> None:
       float in [-1, 1], the fast path: the engine then draws batches by index with no per-item Python work.
       Return `None` (the default) to use the first way.
 
-    `recommended` sets run settings for this data (the data's recipe outranks the loss's);
+    `recommended` sets run settings for this data (the data's recipe outranks the recommendations of its own loss
+    and regularizers, not those of a loss or regularizer the user chose instead: plugins.md, "Recommendations");
     `horizontal_flip = True` asks the engine to mirror images left-right at random. `fingerprint()` (optional,
     default `None`) returns a string that changes when the examples change: checkpoints record it under
     `data_fingerprint`, and `--resume` warns in one line when it differs. `holdout_tensor()` (optional, default

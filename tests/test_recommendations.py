@@ -48,3 +48,22 @@ def test_a_resolved_config_never_merges():
     config.resolved = False
     assert config.recommend({"arch": "dcgan:dcgan:width=32"}, source="data", components=default_registry()) == ["arch"]
     assert config.arch == "dcgan:dcgan:width=32"
+
+
+def test_a_recipe_outranks_its_own_loss_but_a_chosen_loss_brings_its_own_optimizer():
+    # The grid's recipe trains bce with Adam 3e-3; bce's own 2e-4 gives way, named or not.
+    for flags in [{}, {"loss": "bce"}]:
+        config = Trainer(RunConfig.from_sources(overrides={"data": "grid", "device": "cpu", **flags})).config
+        assert (config.optimizer, config.lr, config.d_steps) == ("adam", 3e-3, 1)
+    # WGAN chosen on the grid: its RMSprop at 5e-5 with 5 critic steps, not the recipe's Adam 3e-3 with 1.
+    config = Trainer(RunConfig.from_sources(
+        overrides={"data": "grid", "loss": "wasserstein", "reg": ["clip"], "device": "cpu"})).config
+    assert (config.optimizer, config.lr, config.d_steps, config.generator_noise) == ("rmsprop", 5e-5, 5, "fresh")
+    assert config.ema == 0.999 and config.z_dim == 2  # the recipe's settings the loss does not set stay
+    # A regularizer chosen instead of the recipe's brings its settings too (gp: WGAN-GP's Adam 1e-4, 5 steps).
+    config = Trainer(RunConfig.from_sources(overrides={"data": "ring", "reg": ["gp"], "device": "cpu"})).config
+    assert (config.lr, config.betas, config.d_steps) == (1e-4, [0.0, 0.9], 5)
+    # The user's own settings win over everything.
+    config = Trainer(RunConfig.from_sources(
+        overrides={"data": "grid", "loss": "wasserstein", "reg": ["clip"], "lr": 1e-3, "device": "cpu"})).config
+    assert config.lr == 1e-3
