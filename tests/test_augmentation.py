@@ -29,6 +29,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 RESUME_RUN = {
     "arch": "dcgan:width=8", "data": "digits:count=256", "batch_size": 16, "steps": 8, "z_dim": 16,
     "device": "cpu", "checkpoint_every": 4, "log_every": 2, "sample_every": 4,
+    # No lr decay (digits recommends one): the 4-step run is extended to 8, and a decay follows the total.
+    "lr_decay": 0.0,
     # p starts at 0.5 and moves by 16/50 per update: the per-image draws and p's history both matter.
     "augment": ["ada:p=0.5,kimg=0.05,interval=1,target=0.5", "diffaug:policy=color,translation,cutout"],
 }

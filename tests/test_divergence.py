@@ -20,6 +20,7 @@ from gankit.registry import Registry
 GUARD_RUN = {
     "arch": "dcgan:width=8", "data": "digits:count=256", "batch_size": 32, "steps": 8, "z_dim": 16,
     "device": "cpu", "checkpoint_every": 2, "log_every": 1, "sample_every": 2, "keep_checkpoints": 0,
+    "lr": 2e-4, "lr_decay": 0.0,  # the article's constant rate (digits recommends a higher one, decayed)
 }
 
 

@@ -38,9 +38,11 @@ def test_resolved_config_records_loss_recommendations_and_canonical_specs(tiny_r
     assert 'arch = "dcgan:dcgan:width=8"' in text
     assert 'data = "digits:digits:count=256"' in text
     assert "image_size = 32" in text
-    # bce recommends Adam 2e-4, betas (0.5, 0.999); nothing overrode it.
-    assert trainer.config.optimizer == "adam" and trainer.config.lr == 2e-4
+    # bce recommends Adam 2e-4, betas (0.5, 0.999); the digits recipe's rate (3e-3, tuned for bce) wins over its
+    # rate, and nothing overrode the rest.
+    assert trainer.config.optimizer == "adam" and trainer.config.lr == 3e-3
     assert trainer.config.betas == [0.5, 0.999]
+    assert 'lr = 0.003' in text and 'betas = [0.5, 0.999]' in text
 
 
 def test_user_settings_win_over_loss_recommendations(tiny_run):

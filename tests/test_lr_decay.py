@@ -35,7 +35,7 @@ def test_lr_decay_over_the_last_half_keeps_the_first_half_constant(tiny_run, tmp
 
 
 def test_without_lr_decay_the_rates_stay_constant(tiny_run, tmp_path):
-    rates = rates_per_step({**tiny_run, "lr": 0.01}, tmp_path)
+    rates = rates_per_step({**tiny_run, "lr": 0.01, "lr_decay": 0.0}, tmp_path)  # digits recommends 0.5
     assert rates == [(0.01, 0.01)] * 4
 
 

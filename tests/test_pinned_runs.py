@@ -24,8 +24,11 @@ DIGITS = ["--arch", "dcgan:width=8", "--data", "digits:count=256", "--z-dim", "1
 # Each case: flags, total steps, and the step a run stops at before it is resumed to the total. The stop step is a
 # multiple of checkpoint_every and log_every, where the docs promise that extending a run continues exactly.
 CASES = {
+    # The article's optimizer spelled out: the digits recipe's own rate and decay (2026-12-02) are not pinned
+    # here, so that these hashes, taken before that change, still pin the engine's numerics.
     "digits": (
-        [*DIGITS, "--batch-size", "16", "--log-every", "2", "--sample-every", "3", "--checkpoint-every", "2"], 6, 4,
+        [*DIGITS, "--batch-size", "16", "--log-every", "2", "--sample-every", "3", "--checkpoint-every", "2",
+         "--lr", "2e-4", "--lr-decay", "0"], 6, 4,
     ),
     # The data's recipe: least squares, R1, EMA, lr decay over the last 30% of the run.
     "ring": (

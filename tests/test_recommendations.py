@@ -67,3 +67,12 @@ def test_a_recipe_outranks_its_own_loss_but_a_chosen_loss_brings_its_own_optimiz
     config = Trainer(RunConfig.from_sources(
         overrides={"data": "grid", "loss": "wasserstein", "reg": ["clip"], "lr": 1e-3, "device": "cpu"})).config
     assert config.lr == 1e-3
+
+
+def test_the_digits_recipe_sets_its_rate_for_bce_only():
+    config = Trainer(RunConfig.from_sources(overrides={"data": "digits:count=256", "device": "cpu"})).config
+    assert (config.lr, config.lr_decay, config.z_dim, config.betas) == (3e-3, 0.5, 32, [0.5, 0.999])
+    config = resolved(loss="wasserstein", reg=["clip"])
+    assert (config.optimizer, config.lr, config.d_steps) == ("rmsprop", 5e-5, 5)
+    hinge = resolved(loss="hinge")  # hinge's two time-scale rates (lr_d, lr_g override lr)
+    assert (hinge.lr_d, hinge.lr_g, hinge.betas) == (4e-4, 1e-4, [0.0, 0.9])
