@@ -146,7 +146,7 @@ class RunConfig:
         default_text="the loss's recommendation, else `adam`", help="Optimizer of both networks.",
     )
     lr: float = setting(
-        2e-4, positive=True, section="Training", metavar="X", default_text="the loss's recommendation, else `0.0002`",
+        2e-4, positive=True, section="Training", metavar="X", default_text="the data's or the loss's recommendation, else `0.0002`",
         help="Learning rate of both networks.",
     )
     lr_d: float | None = setting(None, positive=True, section="Training", metavar="X", default_text="--lr", help="Discriminator learning rate; overrides --lr.")
