@@ -259,9 +259,10 @@ def _build_objective_components(config: RunConfig, registry: Registry, data: Bui
 def _recipe_components(registry: Registry, recipe: dict[str, Any]) -> set[str]:
     """Qualified names of the loss and regularizers a data source's recipe trains with: the loss it recommends
     (else the engine's default loss) and the regularizers it recommends."""
-    specs = [recipe.get("loss", _default("loss")), *(recipe.get("reg") or [])]
+    wanted = [("loss", recipe.get("loss", _default("loss")))]
+    wanted += [("regularizer", spec) for spec in recipe.get("reg") or []]
     names = set()
-    for kind, spec in zip(["loss"] + ["regularizer"] * (len(specs) - 1), specs):
+    for kind, spec in wanted:
         try:
             names.add(registry.resolve(kind, spec)[0].qualified_name)
         except GankitError:  # a recipe naming an unknown component fails where that component is built

@@ -25,7 +25,7 @@ class DigitsDataSource(DataSource):
     # The default run, the first one a newcomer sees: DCGAN at half the article's width, 1,000 steps, a few
     # minutes on a 2-core CPU. The article's Adam 2e-4 with 100-dimensional noise drew blobs by then (digits
     # score 6.3); 15 times the rate, decayed linearly over the second half, and 32-dimensional noise draw
-    # readable digits in the same time (7.8-7.9; docs/benchmarks.md, "Digits: the default run"). The rate goes
+    # readable digits in the same time (7.7-7.9; docs/benchmarks.md, "Digits: the default run"). The rate goes
     # with bce, the loss this recipe trains: another --loss brings its own (docs/plugins.md, "Recommendations").
     # Every setting the user gives wins.
     recommended = {
