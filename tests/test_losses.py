@@ -129,11 +129,12 @@ def test_least_squares_closed_form_and_label_options():
 @pytest.mark.parametrize(
     "spec, expected",
     [
-        ("wasserstein", {"optimizer": "rmsprop", "lr": 5e-5, "d_steps": 5, "generator_noise": "fresh"}),
-        ("rpgan", {"optimizer": "adam", "lr": 2e-4, "betas": [0.0, 0.9], "d_steps": 1}),
-        ("hinge", {"optimizer": "adam", "lr_d": 4e-4, "lr_g": 1e-4, "betas": [0.0, 0.9], "d_steps": 1}),
-        ("least-squares", {"optimizer": "adam", "lr": 2e-4, "betas": [0.5, 0.999], "d_steps": 1}),
-        ("minimax", {"optimizer": "adam", "lr": 2e-4, "betas": [0.5, 0.999], "d_steps": 1}),
+        ("wasserstein", {"optimizer": "rmsprop", "lr": 5e-5, "d_steps": 5, "generator_noise": "fresh",
+                         "lr_decay": 0.0}),
+        ("rpgan", {"optimizer": "adam", "lr": 2e-4, "betas": [0.0, 0.9], "d_steps": 1, "lr_decay": 0.0}),
+        ("hinge", {"optimizer": "adam", "lr_d": 4e-4, "lr_g": 1e-4, "betas": [0.0, 0.9], "d_steps": 1, "lr_decay": 0.0}),
+        ("least-squares", {"optimizer": "adam", "lr": 2e-4, "betas": [0.5, 0.999], "d_steps": 1, "lr_decay": 0.0}),
+        ("minimax", {"optimizer": "adam", "lr": 2e-4, "betas": [0.5, 0.999], "d_steps": 1, "lr_decay": 0.0}),
     ],
 )
 def test_recommended_training_settings(spec, expected):

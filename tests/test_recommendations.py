@@ -74,5 +74,9 @@ def test_the_digits_recipe_sets_its_rate_for_bce_only():
     assert (config.lr, config.lr_decay, config.z_dim, config.betas) == (3e-3, 0.5, 32, [0.5, 0.999])
     config = resolved(loss="wasserstein", reg=["clip"])
     assert (config.optimizer, config.lr, config.d_steps) == ("rmsprop", 5e-5, 5)
+    # The rate's schedule goes with the rate: WGAN's constant 5e-5, not the recipe's decay of its 3e-3.
+    assert config.lr_decay == 0.0
+    assert resolved(loss="wasserstein", reg=["clip"], lr_decay=0.25).lr_decay == 0.25  # the user's own wins
     hinge = resolved(loss="hinge")  # hinge's two time-scale rates (lr_d, lr_g override lr)
-    assert (hinge.lr_d, hinge.lr_g, hinge.betas) == (4e-4, 1e-4, [0.0, 0.9])
+    assert (hinge.lr_d, hinge.lr_g, hinge.betas, hinge.lr_decay) == (4e-4, 1e-4, [0.0, 0.9], 0.0)
+    assert resolved(reg=["gp"], arch="dcgan:norm=layer").lr_decay == 0.0  # a regularizer that sets the rate sets its schedule too

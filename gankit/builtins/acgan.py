@@ -26,7 +26,7 @@ class ACGANLoss(Loss):
 
     discriminator_outputs = ("class_logits",)
     # The paper trains as DCGAN does: Adam, lr 2e-4, beta1 0.5.
-    recommended = {"optimizer": "adam", "lr": 2e-4, "betas": [0.5, 0.999], "d_steps": 1}
+    recommended = {"optimizer": "adam", "lr": 2e-4, "betas": [0.5, 0.999], "d_steps": 1, "lr_decay": 0.0}
 
     def __init__(self, *, weight: float = 1.0, fake_weight: float = 1.0) -> None:
         # The paper weights the adversarial and the classification terms equally: weight 1.

@@ -20,7 +20,7 @@ class BCELoss(Loss):
     scores against label 1, which keeps gradients alive when the discriminator wins.
     """
 
-    recommended = {"optimizer": "adam", "lr": 2e-4, "betas": [0.5, 0.999], "d_steps": 1}
+    recommended = {"optimizer": "adam", "lr": 2e-4, "betas": [0.5, 0.999], "d_steps": 1, "lr_decay": 0.0}
 
     def discriminator_loss(self, real_scores, fake_scores):
         real = F.binary_cross_entropy_with_logits(real_scores, torch.ones_like(real_scores))
@@ -60,7 +60,7 @@ class WassersteinLoss(Loss):
     """
 
     # RMSprop at 5e-5, 5 critic updates and fresh generator noise: the reference code's defaults.
-    recommended = {"optimizer": "rmsprop", "lr": 5e-5, "d_steps": 5, "generator_noise": "fresh"}
+    recommended = {"optimizer": "rmsprop", "lr": 5e-5, "d_steps": 5, "generator_noise": "fresh", "lr_decay": 0.0}
 
     def __init__(self, *, schedule: bool = True) -> None:
         # Through the base class's discriminator_steps; False leaves every step at d_steps.
@@ -94,7 +94,8 @@ class HingeLoss(Loss):
     """
 
     # SAGAN's two time-scale Adam settings.
-    recommended = {"optimizer": "adam", "lr_d": 4e-4, "lr_g": 1e-4, "betas": [0.0, 0.9], "d_steps": 1}
+    recommended = {"optimizer": "adam", "lr_d": 4e-4, "lr_g": 1e-4, "betas": [0.0, 0.9], "d_steps": 1,
+                   "lr_decay": 0.0}
 
     def __init__(self, *, margin: float = 1.0) -> None:
         if not margin > 0:
@@ -115,7 +116,7 @@ class LeastSquaresLoss(Loss):
     generator: 0.5 mean((D(fake) - generator_target)^2). Defaults 1, 0, 1 (the paper's 0-1 coding).
     """
 
-    recommended = {"optimizer": "adam", "lr": 2e-4, "betas": [0.5, 0.999], "d_steps": 1}
+    recommended = {"optimizer": "adam", "lr": 2e-4, "betas": [0.5, 0.999], "d_steps": 1, "lr_decay": 0.0}
 
     def __init__(self, *, real_label: float = 1.0, fake_label: float = 0.0, generator_target: float = 1.0) -> None:
         if real_label == fake_label:
@@ -138,7 +139,7 @@ class RelativisticPairingLoss(Loss):
 
     generator_needs_real_scores = True
     # R3GAN's Adam settings at the start of its schedules (it anneals lr to 5e-5 and beta2 to 0.99).
-    recommended = {"optimizer": "adam", "lr": 2e-4, "betas": [0.0, 0.9], "d_steps": 1}
+    recommended = {"optimizer": "adam", "lr": 2e-4, "betas": [0.0, 0.9], "d_steps": 1, "lr_decay": 0.0}
 
     def discriminator_loss(self, real_scores, fake_scores):
         check_pairs(real_scores, fake_scores)

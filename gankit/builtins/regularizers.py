@@ -75,7 +75,8 @@ class GradientPenalty(Regularizer):
     lipschitz = True
     # The paper's Adam settings for both networks and 5 critic updates, without WGAN's 100-update boosts:
     # its boost schedule never boosts, and outranks the loss's.
-    recommended = {"optimizer": "adam", "lr": 1e-4, "lr_d": None, "lr_g": None, "betas": [0.0, 0.9], "d_steps": 5}
+    recommended = {"optimizer": "adam", "lr": 1e-4, "lr_d": None, "lr_g": None, "betas": [0.0, 0.9], "d_steps": 5,
+                   "lr_decay": 0.0}
     boost_schedule = BoostSchedule(warmup=0, every=0)
 
     def __init__(self, *, weight: float = 10.0) -> None:
