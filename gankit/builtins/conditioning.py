@@ -35,10 +35,12 @@ def check_conditioning(name: str, *, num_classes, discriminator_outputs: Iterabl
     return outputs
 
 
-def require_labels(labels: torch.Tensor | None, count: int) -> torch.Tensor:
+def require_labels(labels: torch.Tensor | None, count: int, num_classes: int | None = None) -> torch.Tensor:
     """The class indices of a batch of ``count`` examples as int64, which a class-conditional network needs.
 
     A uint8 or bool tensor would index as a mask and a float one truncate silently: refused, like a wrong shape.
+    With ``num_classes``, a label outside ``[0, num_classes)`` is refused too (a lookup would fail with an
+    IndexError, or on a GPU with a device-side assert); the check reads the labels' range, one device sync.
     """
     if labels is None:
         raise GankitError("a class-conditional network needs the class labels: call it as network(input, labels)")
@@ -46,7 +48,15 @@ def require_labels(labels: torch.Tensor | None, count: int) -> torch.Tensor:
         raise GankitError(f"class labels must be integer class indices (int64), got dtype {labels.dtype}")
     if tuple(labels.shape) != (count,):
         raise GankitError(f"class labels must have shape ({count},), one per example, got {tuple(labels.shape)}")
+    if num_classes is not None:
+        check_label_range(labels, num_classes)
     return labels.long()
+
+
+def check_label_range(labels: torch.Tensor, num_classes: int) -> None:
+    """Refuse a label outside ``[0, num_classes)`` with one line."""
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise GankitError(f"class labels must be in [0, {num_classes}), got {int(labels.min())}..{int(labels.max())}")
 
 
 def refuse_labels(name: str, labels: torch.Tensor | None) -> None:
@@ -95,7 +105,7 @@ def run_layers(layers: nn.Sequential, x: torch.Tensor, labels: torch.Tensor) -> 
 
 def one_hot(labels: torch.Tensor, num_classes: int, like: torch.Tensor) -> torch.Tensor:
     """The labels as one-hot rows in ``like``'s dtype, to concatenate to an input."""
-    return nn.functional.one_hot(require_labels(labels, like.shape[0]), num_classes).to(like.dtype)
+    return nn.functional.one_hot(require_labels(labels, like.shape[0], num_classes), num_classes).to(like.dtype)
 
 
 def label_maps_conv(conv: nn.Conv2d, x: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -118,9 +128,7 @@ def label_maps_conv(conv: nn.Conv2d, x: torch.Tensor, labels: torch.Tensor, num_
     ones = x.new_ones(1, 1, *x.shape[2:])
     responses = nn.functional.conv2d(ones, per_class_weight, None, conv.stride, conv.padding, conv.dilation)
     responses = responses.view(num_classes, out, *image.shape[2:])
-    # A lookup that refuses a label outside [0, num_classes), as the one-hot maps did.
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise GankitError(f"class labels must be in [0, {num_classes}), got {int(labels.min())}..{int(labels.max())}")
+    check_label_range(labels, num_classes)  # a lookup that refuses a label outside the classes, as the one-hot maps did
     return image + responses.index_select(0, labels).to(image.dtype)
 
 

@@ -78,7 +78,7 @@ class Generator(nn.Module):
         if self.num_classes is None:
             refuse_labels("dcgan", labels)
             return self.main(noise)
-        labels = require_labels(labels, z.shape[0])
+        labels = require_labels(labels, z.shape[0], self.num_classes)  # checked once for every layer
         first, *rest = self.main
         return run_layers(rest, self._first_layer(first, noise, labels), labels)
 
