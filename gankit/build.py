@@ -317,9 +317,12 @@ def _record_specs(config: RunConfig, registry: Registry, arch: Built, loss: Buil
     if config.image_size is None and len(shape) == 3:
         config.image_size = shape[-1]
     # Loggers are built when the run folder is known; their names and options are checked and recorded now.
-    config.logger = [format_spec(component.qualified_name, options) for component, options in (
-        registry.resolve("logger", spec) for spec in config.logger
-    )]
+    loggers = [registry.resolve("logger", spec) for spec in config.logger]
+    names = [component.qualified_name for component, _ in loggers]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:  # two of one logger would write the same files twice over
+        raise GankitError(f"logger {repeated[0]!r} is given more than once; give each --logger once")
+    config.logger = [format_spec(component.qualified_name, options) for component, options in loggers]
 
 
 def _build_optimizers(config: RunConfig, generator: nn.Module, discriminator: nn.Module, device) -> Optimizers:

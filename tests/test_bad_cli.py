@@ -136,6 +136,7 @@ CORPUS = [
     BadInput("config file is a FIFO", with_fifo("run", *TINY, "--config", "{file}"), ("not a regular file",)),
     BadInput("NUL character in a TOML string", config('out = "runs/a\\u0000b"\n'), ("out must not contain a NUL character",)),
     BadInput("config file is a device", command("run", "--config", "/dev/zero"), ("not a regular file",)),
+    BadInput("the same --logger twice", run("--logger", "csv", "--logger", "loggers:csv"), ("logger 'loggers:csv' is given more than once",)),
 ]
 
 
