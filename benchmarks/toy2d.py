@@ -2,10 +2,12 @@
 
 Trains ``--seeds`` runs per data set through the engine exactly as ``gankit run --data ring --seed S`` does,
 scores each final generator (the EMA one) with the ``modes`` metric on 2,500 samples, and prints the table in
-PacGAN's form (Lin et al. 2018, Table 1) with the wall time of each run.
+PacGAN's form (Lin et al. 2018, Table 1) with the wall time of each run. ``--drs K ...`` also scores the same
+generators through discriminator rejection sampling (``gankit sample --drs K``; docs/sampling.md).
 
     python benchmarks/toy2d.py                      # 10 seeds, ring and grid
     python benchmarks/toy2d.py --data grid --seeds 3 --set steps=1000 --json results.json
+    python benchmarks/toy2d.py --data grid --first-seed 10 --drs 1 2 3
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ def parse_settings(pairs: list[str]) -> dict:
     return settings
 
 
-def run_one(data: str, seed: int, settings: dict, threads: int) -> dict:
+def run_one(data: str, seed: int, settings: dict, threads: int, drs: list[float] = ()) -> dict:
     import torch
 
     from gankit.config import RunConfig
@@ -53,9 +55,23 @@ def run_one(data: str, seed: int, settings: dict, threads: int) -> dict:
     metric = default_registry().build("metric", "modes").value
     values = score(metric, trainer.sampling_generator, trainer.config.z_dim, data=trainer.source,
                    count=2500, seed=10_000 + seed, device=trainer.device)
-    return {"data": data, "seed": seed, "modes": values["modes"], "hq": 100 * values["hq"], "kl": values["kl"],
-            "wall_s": wall, "config": {k: getattr(trainer.config, k) for k in (
-                "arch", "loss", "reg", "optimizer", "lr", "betas", "batch_size", "steps", "d_steps", "z_dim", "ema")}}
+    row = {"data": data, "seed": seed, "modes": values["modes"], "hq": 100 * values["hq"], "kl": values["kl"],
+           "wall_s": wall, "config": {k: getattr(trainer.config, k) for k in (
+               "arch", "loss", "reg", "optimizer", "lr", "betas", "batch_size", "steps", "d_steps", "z_dim", "ema")}}
+    for sharpness in drs:  # the same generator's samples through discriminator rejection sampling
+        from gankit.rejection import RejectionSampler
+
+        networks = trainer.run.networks
+        sampler = RejectionSampler(networks.sampling_generator, networks.discriminator.eval(),
+                                   trainer.run.objective.loss.log_density_ratio, z_dim=trainer.config.z_dim,
+                                   sharpness=sharpness, seed=10_000 + seed)
+        kept = score(metric, sampler, trainer.config.z_dim, data=trainer.source, count=2500, seed=10_000 + seed,
+                     device=trainer.device)
+        row.setdefault("drs", {})[str(sharpness)] = {
+            "modes": kept["modes"], "hq": 100 * kept["hq"], "kl": kept["kl"], "acceptance": sampler.acceptance,
+            "wall_s": wall,
+        }
+    return row
 
 
 def summary(rows: list[dict]) -> dict:
@@ -82,10 +98,18 @@ def table(results: dict[str, list[dict]]) -> str:
             f"| {data} | {label} | {s['modes'][0]:.1f} ± {s['modes'][1]:.1f} | {s['hq'][0]:.1f} ± {s['hq'][1]:.1f} "
             f"| {s['kl'][0]:.3f} ± {s['kl'][1]:.3f} | {s['wall_s'][0]:.1f} ± {s['wall_s'][1]:.1f} |"
         )
+        for sharpness in rows[0].get("drs", {}):
+            d = summary([row["drs"][sharpness] for row in rows])
+            acceptance = sum(row["drs"][sharpness]["acceptance"] for row in rows) / len(rows)
+            lines.append(
+                f"| {data} | the same + `--drs {float(sharpness):g}` ({acceptance:.0%} of the proposals kept) "
+                f"| {d['modes'][0]:.1f} ± {d['modes'][1]:.1f} | {d['hq'][0]:.1f} ± {d['hq'][1]:.1f} "
+                f"| {d['kl'][0]:.3f} ± {d['kl'][1]:.3f} | {d['wall_s'][0]:.1f} ± {d['wall_s'][1]:.1f} |"
+            )
         goal_modes, goal_hq, goal_kl = GOALS[data]
         met = s["modes"][0] >= goal_modes and s["hq"][0] >= goal_hq and s["kl"][0] <= goal_kl
         verdict = "goal met" if met and s["wall_s"][0] < 60 else "goal NOT met"
-        lines.append(f"| {data} | {verdict} | {goal_modes} | >= {goal_hq} | <= {goal_kl} | < 60 |")
+        lines.append(f"| {data} | {verdict} (the generator alone) | {goal_modes} | >= {goal_hq} | <= {goal_kl} | < 60 |")
     return "\n".join(lines)
 
 
@@ -98,15 +122,18 @@ def main(argv=None) -> int:
                         help="override a run setting (a RunConfig key), e.g. --set steps=1000")
     parser.add_argument("--threads", type=int, default=2, help="torch threads per run")
     parser.add_argument("--json", type=Path, help="also write every run's numbers to this file")
+    parser.add_argument("--drs", type=float, nargs="+", default=[], metavar="K",
+                        help="also score each generator through discriminator rejection sampling with these exponents")
     args = parser.parse_args(argv)
     settings = parse_settings(args.set)
     results: dict[str, list[dict]] = {}
     for data in args.data:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
-            row = run_one(data, seed, settings, args.threads)
+            row = run_one(data, seed, settings, args.threads, args.drs)
             results.setdefault(data, []).append(row)
+            kept = "".join(f"; --drs {k}: {v['hq']:.1f}% HQ, KL {v['kl']:.4f}" for k, v in row.get("drs", {}).items())
             print(f"{data} seed {seed}: {row['modes']:.0f} modes, {row['hq']:.1f}% HQ, KL {row['kl']:.4f}, "
-                  f"{row['wall_s']:.1f} s", file=sys.stderr, flush=True)
+                  f"{row['wall_s']:.1f} s{kept}", file=sys.stderr, flush=True)
     print(table(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

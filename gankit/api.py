@@ -57,11 +57,14 @@ def load_generator(path: str | Path, *, device: str = "cpu", ema: bool = True):
     return load(path, device=device, ema=ema)
 
 
-def sample(path: str | Path, n: int, *, seed: int = 0, ema: bool = True, device: str = "cpu", classes=None):
+def sample(path: str | Path, n: int, *, seed: int = 0, ema: bool = True, device: str = "cpu", classes=None,
+           drs: float | None = None):
     """``n`` samples from a checkpoint's generator: a CPU tensor ``(n, *shape)`` in [-1, 1].
 
     A conditional run's checkpoint gives ``n`` samples of each class of ``classes`` (indices or names, a list
-    or ``"0,1,2"``; all classes when None), class after class: ``(len(classes) * n, *shape)``.
+    or ``"0,1,2"``; all classes when None), class after class: ``(len(classes) * n, *shape)``. ``drs`` (a
+    positive number, 1 the plain rule) keeps only samples that pass discriminator rejection sampling
+    (docs/sampling.md); unconditional runs of a loss whose discriminator estimates a density ratio (bce).
     """
     from gankit.inference import sample as draw
 
@@ -70,7 +73,7 @@ def sample(path: str | Path, n: int, *, seed: int = 0, ema: bool = True, device:
     from gankit.inference import check_count
 
     check_count(n, "the number of samples")
-    return draw(path, n, seed=seed, ema=ema, device=device, classes=classes)
+    return draw(path, n, seed=seed, ema=ema, device=device, classes=classes, drs=drs)
 
 
 def list_plugins() -> list[dict[str, Any]]:

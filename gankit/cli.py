@@ -635,6 +635,12 @@ def sample(
     seed: Annotated[int, typer.Option(help="Noise seed.")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
     ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Use the EMA generator when the checkpoint has one.")] = True,
+    drs: Annotated[
+        Optional[float], typer.Option("--drs", metavar="K", help="Discriminator rejection sampling: keep each sample "
+                                      "with probability min(1, (D's density ratio / its 99th percentile)^K); 1 is "
+                                      "the plain rule, larger K drops more samples where the data is thin. Loss bce "
+                                      "or least-squares, unconditional runs (docs/sampling.md).")
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists (atomically: never half-written).")] = False,
 ) -> None:
     """Write samples from a checkpoint's generator: a PNG grid for images, a .npy array of raw samples for any data,
@@ -647,18 +653,30 @@ def sample(
     check_seed(seed)
     check_device(device)
     _check_sample_counts(n, interpolate, frames)
+    if drs is not None:
+        from gankit.rejection import check_sharpness
+
+        check_sharpness(drs)
+        if walk:
+            raise GankitError("--drs does not apply to --interpolate: a walk needs every frame's noise")
     from gankit.engine import resolve_device
     from gankit.inference import load_generator, resolve_classes
 
     try:
         device = str(resolve_device(device))
         generator, metadata = load_generator(checkpoint, device=device, ema=ema)
+        if drs is not None:
+            from gankit.rejection import rejection_sampler
+
+            generator = rejection_sampler(generator, metadata, sharpness=drs, seed=seed, device=device)
         chosen = resolve_classes(metadata, classes)
         if walk:
             message = _write_walk(generator, metadata, out, interpolate, frames, seed=seed, device=device, classes=chosen)
         else:
             count = n if n is not None else DEFAULT_SAMPLES if chosen is None else DEFAULT_SAMPLES_PER_CLASS
             message = _write_samples(generator, metadata, out, count, seed=seed, device=device, classes=chosen)
+            if drs is not None:
+                message += f" (rejection sampling, --drs {drs:g}: {generator.acceptance:.0%} of the proposals kept)"
     except KeyboardInterrupt:
         raise CommandInterrupted(f"Ctrl-C: gankit sample stopped; {shortened(out)} was left as it was") from None
     typer.echo(message)
@@ -693,7 +711,8 @@ def _write_samples(generator, metadata: dict, out: Path, n: int, *, seed: int, d
                                      extra_bytes_per_sample=extra)
     write_samples(samples, out, title=f"{n} samples per class", labels=labels, per_row=n)
     beside = " (labels beside it, .labels.npy)" if out.suffix.lower() == ".npy" else ""
-    return f"Wrote {n} per class of {len(classes)} classes ({n * len(classes)} samples) to {out}{beside}"
+    which = f"{len(classes)} classes" if len(classes) != 1 else "1 class"
+    return f"Wrote {n} per class of {which} ({n * len(classes)} samples) to {out}{beside}"
 
 
 def _write_walk(generator, metadata: dict, out: Path, keys: int, frames: int | None, *, seed: int, device: str,
@@ -719,16 +738,24 @@ def evaluate(
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
     ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Use the EMA generator when the checkpoint has one.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    drs: Annotated[
+        Optional[float], typer.Option("--drs", metavar="K", help="Score the samples that pass discriminator "
+                                      "rejection sampling with exponent K (as gankit sample --drs; docs/sampling.md).")
+    ] = None,
 ) -> None:
     """Score a checkpoint's generator with a metric."""
     from gankit.config import check_device
 
     check_device(device)
+    if drs is not None:
+        from gankit.rejection import check_sharpness
+
+        check_sharpness(drs)
     from gankit.engine import resolve_device
     from gankit.evaluation import evaluate_checkpoint
 
     result = evaluate_checkpoint(
-        checkpoint, metric, count=n, seed=seed, device=str(resolve_device(device)), weights=weights, ema=ema
+        checkpoint, metric, count=n, seed=seed, device=str(resolve_device(device)), weights=weights, ema=ema, drs=drs
     )
     if as_json:
         typer.echo(json.dumps(result, indent=2))
@@ -740,7 +767,7 @@ def evaluate(
     console = Console()
     console.print(
         f"{result['metric']} of {result['checkpoint']}: step {result['step']}, {result['samples']} samples"
-        f"{' (EMA generator)' if result['ema'] else ''}",
+        f"{' (EMA generator)' if result['ema'] else ''}{_drs_note(result)}",
         highlight=False,
     )
     table = Table(caption=f"headline: {result['key']} ({direction} is better)")
@@ -749,6 +776,12 @@ def evaluate(
     for key, value in result["values"].items():
         table.add_row(f"[bold]{key}[/]" if key == result["key"] else key, f"{value:.6g}")
     console.print(table)
+
+
+def _drs_note(result: dict) -> str:
+    if "drs" not in result:
+        return ""
+    return f", rejection sampling --drs {result['drs']:g} kept {result['acceptance']:.0%} of the proposals"
 
 
 # -- gankit report -----------------------------------------------------------------------------------

@@ -79,6 +79,12 @@ class Loss(TrainingPolicy):
         plot show every one by its name. Called without gradients."""
         return {}
 
+    def log_density_ratio(self, scores):
+        """The discriminator's estimate of ``log p_data(x) / p_g(x)`` from its raw scores ``(N,)``, or ``None``
+        when this loss's discriminator estimates no density ratio (the default). Discriminator rejection
+        sampling (``gankit sample --drs``) needs it: bce's optimal discriminator has the log ratio as its logit."""
+        return None
+
     def discriminator_wins(self, record: Mapping[str, float], *, threshold: float) -> bool:
         """Whether a logged interval (averaged ``d_loss``, ``g_loss`` and statistics) shows the discriminator
         winning outright; a run of these while ``g_loss`` climbs is a collapse (docs/reliability.md).

@@ -66,10 +66,12 @@ def takes_labels(metric: Metric) -> bool:
 
 def evaluate_checkpoint(path: str | Path, metric_spec: str, *, count: int | None = None, seed: int = 0,
                         device: str = "cpu", weights: str | None = None, registry: Registry | None = None,
-                        ema: bool = True) -> dict:
+                        ema: bool = True, drs: float | None = None) -> dict:
     """Score a checkpoint (a file, or a run folder's newest) with a metric; the EMA generator when it has one.
 
     The data source is rebuilt from the checkpoint's config, for metrics that compare with the real data.
+    ``drs``: score the samples that pass discriminator rejection sampling with this exponent (``"drs"`` and
+    ``"acceptance"`` in the result say so).
     """
     from gankit.config import check_seed
 
@@ -78,6 +80,10 @@ def evaluate_checkpoint(path: str | Path, metric_spec: str, *, count: int | None
     check_seed(seed)
     registry = registry or default_registry()
     generator, metadata = load_generator(path, registry=registry, device=device, ema=ema)
+    if drs is not None:
+        from gankit.rejection import rejection_sampler
+
+        generator = rejection_sampler(generator, metadata, sharpness=drs, seed=seed, device=device, registry=registry)
     if count is not None:  # the samples alone; a metric needs some memory of its own besides
         check_memory(count, sample_bytes(metadata["shape"], metadata["z_dim"]), "samples")
     config = metadata.get("config", {})
@@ -98,6 +104,7 @@ def evaluate_checkpoint(path: str | Path, metric_spec: str, *, count: int | None
         "higher_is_better": metric.higher_is_better,
         "samples": count,
         "ema": bool(metadata.get("ema_used")),
+        **({} if drs is None else {"drs": generator.sharpness, "acceptance": generator.acceptance}),
         "values": values,
     }
 

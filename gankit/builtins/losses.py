@@ -34,6 +34,10 @@ class BCELoss(Loss):
         # D(x) and D(G(z)) as probabilities, as DCGAN papers and the article report them.
         return {"d_x": torch.sigmoid(real_scores).mean(), "d_g_z": torch.sigmoid(fake_scores).mean()}
 
+    def log_density_ratio(self, scores):
+        # The optimal discriminator is p_data / (p_data + p_g): its logit is log(p_data / p_g).
+        return scores
+
 
 class MinimaxLoss(BCELoss):
     """The original saturating minimax GAN loss (Goodfellow et al. 2014), kept for comparison.
@@ -128,6 +132,12 @@ class LeastSquaresLoss(Loss):
 
     def generator_loss(self, fake_scores):
         return 0.5 * (fake_scores - self.generator_target).pow(2).mean()
+
+    def log_density_ratio(self, scores):
+        # The optimal discriminator is (b p_data + a p_g) / (p_data + p_g) (Mao et al. 2017), so s = (D - a) / (b - a)
+        # is p_data / (p_data + p_g) and log(s / (1 - s)) the log ratio; s is kept inside (0, 1).
+        share = ((scores - self.fake_label) / (self.real_label - self.fake_label)).clamp(1e-6, 1 - 1e-6)
+        return torch.log(share) - torch.log1p(-share)
 
 
 class RelativisticPairingLoss(Loss):
