@@ -58,6 +58,12 @@ class RejectionSampler(nn.Module):
         self.threshold: float | None = None
         self.proposed = 0
         self.accepted = 0
+        self.eval()
+
+    def train(self, mode: bool = True) -> "RejectionSampler":
+        """Always in eval mode: sampling must neither update BatchNorm statistics nor run spectral norm's power
+        iteration (``generate`` puts a module back into the mode it found it in)."""
+        return super().train(False)
 
     @property
     def acceptance(self) -> float:

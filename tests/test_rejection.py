@@ -51,6 +51,15 @@ def test_the_plain_rule_draws_the_data_from_an_exact_ratio_and_a_larger_exponent
     assert 0.36 < float(sharper.std()) < 0.40
 
 
+def test_the_sampler_keeps_its_networks_in_eval_mode():
+    generator, discriminator = nn.BatchNorm1d(1), KnownRatio()
+    sampler = RejectionSampler(generator, discriminator, lambda s: s, z_dim=1, burn_in=100)
+    sampler.train()
+    sampler(torch.zeros(10, 1))
+    assert not sampler.training and not generator.training and not discriminator.training
+    assert float(generator.running_mean) == 0.0  # no batch statistics were taken
+
+
 def test_one_seed_gives_the_same_samples_and_another_seed_others():
     first, _ = draw(1.0, count=500, seed=3)
     again, _ = draw(1.0, count=500, seed=3)
