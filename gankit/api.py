@@ -73,7 +73,13 @@ def sample(path: str | Path, n: int, *, seed: int = 0, ema: bool = True, device:
     from gankit.inference import check_count
 
     check_count(n, "the number of samples")
-    return draw(path, n, seed=seed, ema=ema, device=device, classes=classes, drs=drs)
+    if drs is not None:
+        from gankit.rejection import sample as draw_kept
+
+        if classes is not None:
+            raise GankitError("drs samples unconditional runs: leave out classes")
+        return draw_kept(path, n, sharpness=drs, seed=seed, ema=ema, device=device)
+    return draw(path, n, seed=seed, ema=ema, device=device, classes=classes)
 
 
 def list_plugins() -> list[dict[str, Any]]:

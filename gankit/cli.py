@@ -611,6 +611,14 @@ DEFAULT_SAMPLES = 64
 DEFAULT_SAMPLES_PER_CLASS = 8  # the columns of a training run's sample grid
 
 
+DrsOption = Annotated[
+    Optional[float], typer.Option("--drs", metavar="K", help="Discriminator rejection sampling: keep each sample "
+                                  "with probability min(1, (D's density ratio / its 99th percentile)^K); 1 is "
+                                  "the plain rule, larger K drops more samples where the data is thin. Loss bce "
+                                  "or least-squares, unconditional runs (docs/sampling.md).")
+]
+
+
 @app.command()
 def sample(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file, or a run folder (its newest checkpoint).")],
@@ -635,12 +643,7 @@ def sample(
     seed: Annotated[int, typer.Option(help="Noise seed.")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
     ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Use the EMA generator when the checkpoint has one.")] = True,
-    drs: Annotated[
-        Optional[float], typer.Option("--drs", metavar="K", help="Discriminator rejection sampling: keep each sample "
-                                      "with probability min(1, (D's density ratio / its 99th percentile)^K); 1 is "
-                                      "the plain rule, larger K drops more samples where the data is thin. Loss bce "
-                                      "or least-squares, unconditional runs (docs/sampling.md).")
-    ] = None,
+    drs: DrsOption = None,
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists (atomically: never half-written).")] = False,
 ) -> None:
     """Write samples from a checkpoint's generator: a PNG grid for images, a .npy array of raw samples for any data,
@@ -648,43 +651,37 @@ def sample(
     from gankit.config import check_device, check_seed
     from gankit.samples import check_sample_output
 
-    walk = interpolate is not None
-    check_sample_output(out, overwrite=overwrite, walk=walk)
+    check_sample_output(out, overwrite=overwrite, walk=interpolate is not None)
     check_seed(seed)
     check_device(device)
-    _check_sample_counts(n, interpolate, frames)
-    if drs is not None:
-        from gankit.rejection import check_sharpness
-
-        check_sharpness(drs)
-        if walk:
-            raise GankitError("--drs does not apply to --interpolate: a walk needs every frame's noise")
+    _check_sample_counts(n, interpolate, frames, drs)
     from gankit.engine import resolve_device
     from gankit.inference import load_generator, resolve_classes
 
     try:
         device = str(resolve_device(device))
         generator, metadata = load_generator(checkpoint, device=device, ema=ema)
-        if drs is not None:
-            from gankit.rejection import rejection_sampler
-
-            generator = rejection_sampler(generator, metadata, sharpness=drs, seed=seed, device=device)
         chosen = resolve_classes(metadata, classes)
-        if walk:
+        if interpolate is not None:
             message = _write_walk(generator, metadata, out, interpolate, frames, seed=seed, device=device, classes=chosen)
         else:
             count = n if n is not None else DEFAULT_SAMPLES if chosen is None else DEFAULT_SAMPLES_PER_CLASS
-            message = _write_samples(generator, metadata, out, count, seed=seed, device=device, classes=chosen)
-            if drs is not None:
-                message += f" (rejection sampling, --drs {drs:g}: {generator.acceptance:.0%} of the proposals kept)"
+            message = _write_samples(generator, metadata, out, count, seed=seed, device=device, classes=chosen, drs=drs)
     except KeyboardInterrupt:
         raise CommandInterrupted(f"Ctrl-C: gankit sample stopped; {shortened(out)} was left as it was") from None
     typer.echo(message)
 
 
-def _check_sample_counts(n: int | None, interpolate: int | None, frames: int | None) -> None:
+def _check_sample_counts(n: int | None, interpolate: int | None, frames: int | None, drs: float | None) -> None:
     from gankit.inference import check_count
     from gankit.walks import DEFAULT_FRAMES, check_walk
+
+    if drs is not None:
+        from gankit.rejection import check_sharpness
+
+        check_sharpness(drs)
+        if interpolate is not None:
+            raise GankitError("--drs does not apply to --interpolate: a walk needs every frame's noise")
 
     if interpolate is None:
         if frames is not None:
@@ -697,16 +694,22 @@ def _check_sample_counts(n: int | None, interpolate: int | None, frames: int | N
     check_walk(interpolate, DEFAULT_FRAMES if frames is None else frames)
 
 
-def _write_samples(generator, metadata: dict, out: Path, n: int, *, seed: int, device: str, classes) -> str:
+def _write_samples(generator, metadata: dict, out: Path, n: int, *, seed: int, device: str, classes,
+                   drs: float | None = None) -> str:
     from gankit.inference import draw_checked, draw_per_class
     from gankit.samples import check_picture, sample_output_bytes, write_samples
 
     check_picture(out, metadata["shape"])
     extra = sample_output_bytes(metadata["shape"], out.suffix)
+    if drs is not None:  # refuses a conditional run, so classes is None below
+        from gankit.rejection import rejection_sampler
+
+        generator = rejection_sampler(generator, metadata, sharpness=drs, seed=seed, device=device)
     if classes is None:
         samples = draw_checked(generator, metadata, n, seed=seed, device=device, extra_bytes_per_sample=extra)
         write_samples(samples, out, title=f"{n} samples")
-        return f"Wrote {n} samples to {out}"
+        kept = "" if drs is None else f" (rejection sampling, --drs {drs:g}: {generator.acceptance:.0%} of the proposals kept)"
+        return f"Wrote {n} samples to {out}{kept}"
     samples, labels = draw_per_class(generator, metadata, n, classes, seed=seed, device=device,
                                      extra_bytes_per_sample=extra)
     write_samples(samples, out, title=f"{n} samples per class", labels=labels, per_row=n)

@@ -127,20 +127,15 @@ def _dtype_kind(tensor: torch.Tensor) -> str:
 
 
 def sample(path: str | Path, count: int, *, seed: int = 0, device: str = "cpu", registry: Registry | None = None,
-           ema: bool = True, classes=None, drs: float | None = None):
+           ema: bool = True, classes=None):
     """``count`` samples from a checkpoint's generator, as a CPU tensor ``(count, *shape)``.
 
     For a conditional checkpoint, ``count`` samples per class of ``classes`` (all classes when None), class
     after class: ``(len(classes) * count, *shape)``. ``classes`` given for an unconditional checkpoint is an error.
-    ``drs``: the samples pass discriminator rejection sampling with this exponent (:mod:`gankit.rejection`).
     """
     check_count(count)
     check_seed(seed)
     generator, metadata = load_generator(path, registry=registry, device=device, ema=ema)
-    if drs is not None:
-        from gankit.rejection import rejection_sampler
-
-        generator = rejection_sampler(generator, metadata, sharpness=drs, seed=seed, device=device, registry=registry)
     chosen = resolve_classes(metadata, classes)
     if chosen is None:
         return draw_checked(generator, metadata, count, seed=seed, device=device)

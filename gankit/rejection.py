@@ -159,3 +159,15 @@ def rejection_sampler(generator: nn.Module, metadata: dict, *, sharpness: float,
         generator, discriminator, loss.value.log_density_ratio, z_dim=int(metadata["z_dim"]), sharpness=sharpness,
         seed=seed, burn_in=burn_in,
     )
+
+
+def sample(path: str | Path, count: int, *, sharpness: float, seed: int = 0, device="cpu", registry=None,
+           ema: bool = True) -> torch.Tensor:
+    """``count`` samples of a checkpoint's generator that pass the test, as a CPU tensor ``(count, *shape)``."""
+    from gankit.inference import check_count, draw_checked, load_generator
+
+    check_count(count)
+    sharpness = check_sharpness(sharpness)
+    generator, metadata = load_generator(path, registry=registry, device=device, ema=ema)
+    sampler = rejection_sampler(generator, metadata, sharpness=sharpness, seed=seed, device=device, registry=registry)
+    return draw_checked(sampler, metadata, count, seed=seed, device=device)
