@@ -239,3 +239,21 @@ def test_swd_reference_refuses_shapes_it_cannot_decode_to(tmp_path):
     for shape in ((3, 16, 24), (2, 16, 16)):
         with pytest.raises(GankitError, match="square grayscale or RGB"):
             SlicedWasserstein(reference=str(tmp_path / "ref")).check(shape=shape, data=None)
+
+
+def test_nearest_faces_measures_a_run_against_its_training_and_held_out_images(tmp_path, capsys):
+    import importlib.util
+
+    root = tmp_path / "f"
+    for index in range(30):
+        write_noise(root / f"{index}.png", size=(16, 16), seed=index)
+    assert run_folder(root, "folder:holdout=10").exit_code == 0
+    spec = importlib.util.spec_from_file_location("nearest_faces", Path(__file__).parents[1] / "scripts" / "nearest_faces.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main([str(tmp_path / "run"), "-n", "8"]) == 0
+    baseline, measured = capsys.readouterr().out.splitlines()
+    assert baseline.startswith("real held-out images (5): nearest training image ")  # half the holdout each
+    assert "(8 samples): nearest training image" in measured and "ratio" in measured and "nearer a training image" in measured
+    # The distances are on the generator's [-1, 1] scale: 16 x 16 x 3 values, so at most 2 * sqrt(768).
+    assert 0 < float(measured.split("nearest training image ")[1].split(",")[0]) <= 2 * 768 ** 0.5
