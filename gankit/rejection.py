@@ -18,7 +18,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from gankit.errors import GankitError, shortened
+from gankit.errors import GankitError
 
 # How many proposals estimate M before the first sample, and which quantile of their log ratios M is.
 DEFAULT_BURN_IN = 10_000
@@ -112,52 +112,16 @@ class RejectionSampler(nn.Module):
 def rejection_sampler(generator: nn.Module, metadata: dict, *, sharpness: float, seed: int = 0, device="cpu",
                       registry=None, burn_in: int = DEFAULT_BURN_IN) -> RejectionSampler:
     """A :class:`RejectionSampler` for a generator loaded by ``gankit.inference.load_generator`` (its metadata
-    names the checkpoint): the discriminator comes from the same checkpoint, the log ratio from the run's loss.
-
-    Refused in one line: a conditional run, a loss whose discriminator estimates no density ratio, a checkpoint
-    without the discriminator's weights (or with non-finite ones).
+    names the checkpoint): the discriminator comes from the same checkpoint, the log ratio from the run's loss
+    (``gankit.density_ratio``, which refuses in one line what cannot work).
     """
-    from gankit.checkpoint import load_checkpoint, require_finite, unprefixed
-    from gankit.components import Loss
-    from gankit.inference import load_state
-    from gankit.registry import default_registry
+    from gankit.density_ratio import load_density_ratio
 
     sharpness = check_sharpness(sharpness)
-    registry = registry or default_registry()
-    path = Path(metadata["path"])
-    if metadata.get("num_classes") is not None:
-        raise GankitError(f"--drs samples unconditional runs; {shortened(str(path))} is of a conditional run")
-    config = metadata.get("config", {})
-    loss = registry.build("loss", registry.recorded_spec("loss", config.get("loss", "bce"), metadata))
-    if not isinstance(loss.value, Loss) or loss.value.discriminator_outputs:
-        raise GankitError(f"--drs: the discriminator of loss {loss.component.name!r} estimates no density ratio")
-    probe = loss.value.log_density_ratio(torch.zeros(1))
-    if probe is None:
-        raise GankitError(
-            f"--drs needs a discriminator that estimates the density ratio (loss bce, or least-squares with its "
-            f"default labels); this run trained with {loss.component.name!r}"
-        )
-    tensors, _ = load_checkpoint(path)
-    state = unprefixed("discriminator", tensors)
-    if not state:
-        raise GankitError(f"--drs needs the discriminator's weights, which checkpoint {shortened(str(path))} lacks")
-    require_finite(path, tensors, ("discriminator",))
-    arch_spec = registry.recorded_spec("architecture", config["arch"], metadata)
-    spare_generator, discriminator = registry.build(
-        "architecture", arch_spec, shape=tuple(metadata["shape"]), z_dim=int(metadata["z_dim"])
-    ).value
-    # Regularizers may reshape the discriminator's parameters (spectral norm): prepared as the run was, with a
-    # spare generator, so that the one loaded for sampling is left as it is.
-    for index, spec in enumerate(config.get("reg") or []):
-        regularizer = registry.build(
-            "regularizer", registry.recorded_spec("regularizer", spec, metadata, key=f"regularizer.{index}")
-        ).value
-        regularizer.prepare(generator=spare_generator, discriminator=discriminator)
-    load_state(discriminator, state, f"discriminator of {path}")
-    discriminator.to(device).eval()
+    discriminator, log_ratio = load_density_ratio(metadata, option="--drs", device=device, registry=registry)
     return RejectionSampler(
-        generator, discriminator, loss.value.log_density_ratio, z_dim=int(metadata["z_dim"]), sharpness=sharpness,
-        seed=seed, burn_in=burn_in,
+        generator, discriminator, log_ratio, z_dim=int(metadata["z_dim"]), sharpness=sharpness, seed=seed,
+        burn_in=burn_in,
     )
 
 
