@@ -3,11 +3,13 @@
 Trains ``--seeds`` runs per data set through the engine exactly as ``gankit run --data ring --seed S`` does,
 scores each final generator (the EMA one) with the ``modes`` metric on 2,500 samples, and prints the table in
 PacGAN's form (Lin et al. 2018, Table 1) with the wall time of each run. ``--drs K ...`` also scores the same
-generators through discriminator rejection sampling (``gankit sample --drs K``; docs/sampling.md).
+generators through discriminator rejection sampling (``gankit sample --drs K``; docs/sampling.md), ``--refine N ...``
+through latent refinement (``gankit sample --refine N``).
 
     python benchmarks/toy2d.py                      # 10 seeds, ring and grid
     python benchmarks/toy2d.py --data grid --seeds 3 --set steps=1000 --json results.json
     python benchmarks/toy2d.py --data grid --first-seed 10 --drs 1 2 3
+    python benchmarks/toy2d.py --data grid --refine 10
 """
 from __future__ import annotations
 
@@ -37,7 +39,8 @@ def parse_settings(pairs: list[str]) -> dict:
     return settings
 
 
-def run_one(data: str, seed: int, settings: dict, threads: int, drs: list[float] = ()) -> dict:
+def run_one(data: str, seed: int, settings: dict, threads: int, drs: list[float] = (), refine: list[int] = (),
+            refine_rate: float | None = None) -> dict:
     import torch
 
     from gankit.config import RunConfig
@@ -70,6 +73,18 @@ def run_one(data: str, seed: int, settings: dict, threads: int, drs: list[float]
         row.setdefault("drs", {})[str(sharpness)] = {
             "modes": kept["modes"], "hq": 100 * kept["hq"], "kl": kept["kl"], "acceptance": sampler.acceptance,
             "wall_s": wall,
+        }
+    for steps in refine:  # the same generator's samples after latent refinement
+        from gankit.refinement import DEFAULT_RATE, LatentRefiner
+
+        networks = trainer.run.networks
+        refiner = LatentRefiner(networks.sampling_generator, networks.discriminator.eval(),
+                                trainer.run.objective.loss.log_density_ratio, steps=steps,
+                                rate=DEFAULT_RATE if refine_rate is None else refine_rate)
+        moved = score(metric, refiner, trainer.config.z_dim, data=trainer.source, count=2500, seed=10_000 + seed,
+                      device=trainer.device)
+        row.setdefault("refine", {})[str(steps)] = {
+            "modes": moved["modes"], "hq": 100 * moved["hq"], "kl": moved["kl"], "rate": refiner.rate, "wall_s": wall,
         }
     return row
 
@@ -106,6 +121,13 @@ def table(results: dict[str, list[dict]]) -> str:
                 f"| {d['modes'][0]:.1f} ± {d['modes'][1]:.1f} | {d['hq'][0]:.1f} ± {d['hq'][1]:.1f} "
                 f"| {d['kl'][0]:.3f} ± {d['kl'][1]:.3f} | {d['wall_s'][0]:.1f} ± {d['wall_s'][1]:.1f} |"
             )
+        for steps in rows[0].get("refine", {}):
+            d = summary([row["refine"][steps] for row in rows])
+            lines.append(
+                f"| {data} | the same + `--refine {steps}` (rate {rows[0]['refine'][steps]['rate']:g}) "
+                f"| {d['modes'][0]:.1f} ± {d['modes'][1]:.1f} | {d['hq'][0]:.1f} ± {d['hq'][1]:.1f} "
+                f"| {d['kl'][0]:.3f} ± {d['kl'][1]:.3f} | {d['wall_s'][0]:.1f} ± {d['wall_s'][1]:.1f} |"
+            )
         goal_modes, goal_hq, goal_kl = GOALS[data]
         met = s["modes"][0] >= goal_modes and s["hq"][0] >= goal_hq and s["kl"][0] <= goal_kl
         verdict = "goal met" if met and s["wall_s"][0] < 60 else "goal NOT met"
@@ -124,14 +146,19 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, help="also write every run's numbers to this file")
     parser.add_argument("--drs", type=float, nargs="+", default=[], metavar="K",
                         help="also score each generator through discriminator rejection sampling with these exponents")
+    parser.add_argument("--refine", type=int, nargs="+", default=[], metavar="N",
+                        help="also score each generator after these numbers of latent-refinement steps")
+    parser.add_argument("--refine-rate", type=float, help="the latent refinement's step size (default 0.001)")
     args = parser.parse_args(argv)
     settings = parse_settings(args.set)
     results: dict[str, list[dict]] = {}
     for data in args.data:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
-            row = run_one(data, seed, settings, args.threads, args.drs)
+            row = run_one(data, seed, settings, args.threads, args.drs, args.refine, args.refine_rate)
             results.setdefault(data, []).append(row)
             kept = "".join(f"; --drs {k}: {v['hq']:.1f}% HQ, KL {v['kl']:.4f}" for k, v in row.get("drs", {}).items())
+            kept += "".join(f"; --refine {k}: {v['hq']:.1f}% HQ, KL {v['kl']:.4f}"
+                            for k, v in row.get("refine", {}).items())
             print(f"{data} seed {seed}: {row['modes']:.0f} modes, {row['hq']:.1f}% HQ, KL {row['kl']:.4f}, "
                   f"{row['wall_s']:.1f} s{kept}", file=sys.stderr, flush=True)
     print(table(results))

@@ -58,13 +58,15 @@ def load_generator(path: str | Path, *, device: str = "cpu", ema: bool = True):
 
 
 def sample(path: str | Path, n: int, *, seed: int = 0, ema: bool = True, device: str = "cpu", classes=None,
-           drs: float | None = None):
+           drs: float | None = None, refine: int | None = None, refine_rate: float | None = None):
     """``n`` samples from a checkpoint's generator: a CPU tensor ``(n, *shape)`` in [-1, 1].
 
     A conditional run's checkpoint gives ``n`` samples of each class of ``classes`` (indices or names, a list
     or ``"0,1,2"``; all classes when None), class after class: ``(len(classes) * n, *shape)``. ``drs`` (a
     positive number, 1 the plain rule) keeps only samples that pass discriminator rejection sampling
     (docs/sampling.md); unconditional runs of a loss whose discriminator estimates a density ratio (bce).
+    ``refine`` (a number of steps) moves each sample's noise uphill on that ratio before generating, with step
+    size ``refine_rate`` (default 0.001): latent refinement, the same runs as ``drs``.
     """
     from gankit.inference import sample as draw
 
@@ -78,7 +80,18 @@ def sample(path: str | Path, n: int, *, seed: int = 0, ema: bool = True, device:
 
         if classes is not None:
             raise GankitError("drs samples unconditional runs: leave out classes")
+        if refine is not None:
+            raise GankitError("refine and drs are two ways to use the discriminator: choose one")
         return draw_kept(path, n, sharpness=drs, seed=seed, ema=ema, device=device)
+    if refine is not None or refine_rate is not None:
+        from gankit.refinement import DEFAULT_RATE, sample as draw_refined
+
+        if refine is None:
+            raise GankitError("refine_rate applies to latent refinement: give refine (a number of steps)")
+        if classes is not None:
+            raise GankitError("refine samples unconditional runs: leave out classes")
+        rate = DEFAULT_RATE if refine_rate is None else refine_rate
+        return draw_refined(path, n, steps=refine, rate=rate, seed=seed, ema=ema, device=device)
     return draw(path, n, seed=seed, ema=ema, device=device, classes=classes)
 
 

@@ -619,6 +619,17 @@ DrsOption = Annotated[
 ]
 
 
+RefineOption = Annotated[
+    Optional[int], typer.Option("--refine", metavar="N", help="Latent refinement: move each sample's noise N small "
+                                "steps uphill on the discriminator's density ratio before generating; moves samples "
+                                "off the thin bridges between modes. Loss bce or least-squares, unconditional runs "
+                                "(docs/sampling.md).")
+]
+RefineRateOption = Annotated[
+    Optional[float], typer.Option("--refine-rate", metavar="ETA", help="With --refine: the step size. [default: 0.001]")
+]
+
+
 @app.command()
 def sample(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file, or a run folder (its newest checkpoint).")],
@@ -644,17 +655,14 @@ def sample(
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
     ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Use the EMA generator when the checkpoint has one.")] = True,
     drs: DrsOption = None,
+    refine: RefineOption = None,
+    refine_rate: RefineRateOption = None,
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists (atomically: never half-written).")] = False,
 ) -> None:
     """Write samples from a checkpoint's generator: a PNG grid for images, a .npy array of raw samples for any data,
     or a latent walk (--interpolate) as a GIF or a PNG strip."""
-    from gankit.config import check_device, check_seed
-    from gankit.samples import check_sample_output
-
-    check_sample_output(out, overwrite=overwrite, walk=interpolate is not None)
-    check_seed(seed)
-    check_device(device)
-    _check_sample_counts(n, interpolate, frames, drs)
+    _check_sample_options(out, overwrite=overwrite, seed=seed, device=device, n=n, interpolate=interpolate,
+                          frames=frames, drs=drs, refine=refine, refine_rate=refine_rate)
     from gankit.engine import resolve_device
     from gankit.inference import load_generator, resolve_classes
 
@@ -662,6 +670,7 @@ def sample(
         device = str(resolve_device(device))
         generator, metadata = load_generator(checkpoint, device=device, ema=ema)
         chosen = resolve_classes(metadata, classes)
+        generator, refined = _refined(generator, metadata, refine, refine_rate, device=device)
         if interpolate is not None:
             message = _write_walk(generator, metadata, out, interpolate, frames, seed=seed, device=device, classes=chosen)
         else:
@@ -669,7 +678,52 @@ def sample(
             message = _write_samples(generator, metadata, out, count, seed=seed, device=device, classes=chosen, drs=drs)
     except KeyboardInterrupt:
         raise CommandInterrupted(f"Ctrl-C: gankit sample stopped; {shortened(out)} was left as it was") from None
-    typer.echo(message)
+    typer.echo(message + refined)
+
+
+def _check_sample_options(out: Path, *, overwrite: bool, seed: int, device: str, n: int | None,
+                          interpolate: int | None, frames: int | None, drs: float | None, refine: int | None,
+                          refine_rate: float | None) -> None:
+    """Everything gankit sample can check before it reads a file."""
+    from gankit.config import check_device, check_seed
+    from gankit.samples import check_sample_output
+
+    check_sample_output(out, overwrite=overwrite, walk=interpolate is not None)
+    check_seed(seed)
+    check_device(device)
+    _check_sample_counts(n, interpolate, frames, drs)
+    _check_refine(refine, refine_rate, drs)
+
+
+def _refined(generator, metadata: dict, refine: int | None, refine_rate: float | None, *, device: str):
+    """``(generator, note)``: with ``--refine``, the generator behind latent refinement (refuses a conditional
+    run) and the words the message ends with; otherwise the generator as it is and no words."""
+    if refine is None:
+        return generator, ""
+    from gankit.refinement import DEFAULT_RATE, latent_refiner
+
+    rate = DEFAULT_RATE if refine_rate is None else refine_rate
+    refiner = latent_refiner(generator, metadata, steps=refine, rate=rate, device=device)
+    return refiner, f" (latent refinement, --refine {refine}, rate {refiner.rate:g})"
+
+
+def _check_refine(refine: int | None, refine_rate: float | None, drs: float | None) -> None:
+    """--drs K, --refine N and --refine-rate, checked before any file is read."""
+    if drs is not None:
+        from gankit.rejection import check_sharpness
+
+        check_sharpness(drs)
+    if refine is None:
+        if refine_rate is not None:
+            raise GankitError("--refine-rate applies to latent refinement: add --refine N")
+        return
+    from gankit.refinement import check_rate, check_steps
+
+    check_steps(refine)
+    if refine_rate is not None:
+        check_rate(refine_rate)
+    if drs is not None:
+        raise GankitError("--refine and --drs are two ways to use the discriminator: choose one")
 
 
 def _check_sample_counts(n: int | None, interpolate: int | None, frames: int | None, drs: float | None) -> None:
@@ -745,20 +799,23 @@ def evaluate(
         Optional[float], typer.Option("--drs", metavar="K", help="Score the samples that pass discriminator "
                                       "rejection sampling with exponent K (as gankit sample --drs; docs/sampling.md).")
     ] = None,
+    refine: Annotated[
+        Optional[int], typer.Option("--refine", metavar="N", help="Score the samples after N steps of latent "
+                                    "refinement (as gankit sample --refine; docs/sampling.md).")
+    ] = None,
+    refine_rate: RefineRateOption = None,
 ) -> None:
     """Score a checkpoint's generator with a metric."""
     from gankit.config import check_device
 
     check_device(device)
-    if drs is not None:
-        from gankit.rejection import check_sharpness
-
-        check_sharpness(drs)
+    _check_refine(refine, refine_rate, drs)
     from gankit.engine import resolve_device
     from gankit.evaluation import evaluate_checkpoint
 
     result = evaluate_checkpoint(
-        checkpoint, metric, count=n, seed=seed, device=str(resolve_device(device)), weights=weights, ema=ema, drs=drs
+        checkpoint, metric, count=n, seed=seed, device=str(resolve_device(device)), weights=weights, ema=ema, drs=drs,
+        refine=refine, refine_rate=refine_rate,
     )
     if as_json:
         typer.echo(json.dumps(result, indent=2))
@@ -782,6 +839,8 @@ def evaluate(
 
 
 def _drs_note(result: dict) -> str:
+    if "refine" in result:
+        return f", latent refinement --refine {result['refine']} (rate {result['refine_rate']:g})"
     if "drs" not in result:
         return ""
     return f", rejection sampling --drs {result['drs']:g} kept {result['acceptance']:.0%} of the proposals"

@@ -82,7 +82,8 @@ class Loss(TrainingPolicy):
     def log_density_ratio(self, scores):
         """The discriminator's estimate of ``log p_data(x) / p_g(x)`` from its raw scores ``(N,)``, or ``None``
         when this loss's discriminator estimates no density ratio (the default). Discriminator rejection
-        sampling (``gankit sample --drs``) needs it: bce's optimal discriminator has the log ratio as its logit."""
+        sampling and latent refinement (``gankit sample --drs`` / ``--refine``, which differentiates it) need it:
+        bce's optimal discriminator has the log ratio as its logit."""
         return None
 
     def discriminator_wins(self, record: Mapping[str, float], *, threshold: float) -> bool:

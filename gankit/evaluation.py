@@ -66,12 +66,14 @@ def takes_labels(metric: Metric) -> bool:
 
 def evaluate_checkpoint(path: str | Path, metric_spec: str, *, count: int | None = None, seed: int = 0,
                         device: str = "cpu", weights: str | None = None, registry: Registry | None = None,
-                        ema: bool = True, drs: float | None = None) -> dict:
+                        ema: bool = True, drs: float | None = None, refine: int | None = None,
+                        refine_rate: float | None = None) -> dict:
     """Score a checkpoint (a file, or a run folder's newest) with a metric; the EMA generator when it has one.
 
     The data source is rebuilt from the checkpoint's config, for metrics that compare with the real data.
     ``drs``: score the samples that pass discriminator rejection sampling with this exponent (``"drs"`` and
-    ``"acceptance"`` in the result say so).
+    ``"acceptance"`` in the result say so). ``refine``: score the samples after this many steps of latent
+    refinement with step size ``refine_rate`` (``"refine"`` and ``"refine_rate"`` in the result).
     """
     from gankit.config import check_seed
 
@@ -80,10 +82,9 @@ def evaluate_checkpoint(path: str | Path, metric_spec: str, *, count: int | None
     check_seed(seed)
     registry = registry or default_registry()
     generator, metadata = load_generator(path, registry=registry, device=device, ema=ema)
-    if drs is not None:
-        from gankit.rejection import rejection_sampler
-
-        generator = rejection_sampler(generator, metadata, sharpness=drs, seed=seed, device=device, registry=registry)
+    refinement = _refinement(refine, refine_rate, drs)
+    generator = _sampler(generator, metadata, drs=drs, refinement=refinement, seed=seed, device=device,
+                         registry=registry)
     if count is not None:  # the samples alone; a metric needs some memory of its own besides
         check_memory(count, sample_bytes(metadata["shape"], metadata["z_dim"]), "samples")
     config = metadata.get("config", {})
@@ -105,8 +106,35 @@ def evaluate_checkpoint(path: str | Path, metric_spec: str, *, count: int | None
         "samples": count,
         "ema": bool(metadata.get("ema_used")),
         **({} if drs is None else {"drs": generator.sharpness, "acceptance": generator.acceptance}),
+        **({} if not refinement else {"refine": generator.steps, "refine_rate": generator.rate}),
         "values": values,
     }
+
+
+def _sampler(generator, metadata: dict, *, drs: float | None, refinement: dict, seed: int, device, registry):
+    """The generator as scored: behind rejection sampling (``drs``) or latent refinement, or as it is."""
+    if drs is not None:
+        from gankit.rejection import rejection_sampler
+
+        return rejection_sampler(generator, metadata, sharpness=drs, seed=seed, device=device, registry=registry)
+    if refinement:
+        from gankit.refinement import latent_refiner
+
+        return latent_refiner(generator, metadata, **refinement, device=device, registry=registry)
+    return generator
+
+
+def _refinement(steps: int | None, rate: float | None, drs: float | None) -> dict:
+    """``latent_refiner``'s keywords for ``refine``/``refine_rate`` (empty without ``refine``), checked."""
+    from gankit.refinement import DEFAULT_RATE, check_rate, check_steps
+
+    if steps is None:
+        if rate is not None:
+            raise GankitError("refine_rate applies to latent refinement: give refine (a number of steps)")
+        return {}
+    if drs is not None:
+        raise GankitError("refine and drs are two ways to use the discriminator: choose one")
+    return {"steps": check_steps(steps), "rate": DEFAULT_RATE if rate is None else check_rate(rate)}
 
 
 class TrainingEvaluator:

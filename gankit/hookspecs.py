@@ -169,7 +169,8 @@ def gankit_register_losses(register: Register) -> None:
       winning outright, for the collapse check (default `abs(record["d_loss"]) < threshold`);
     - `log_density_ratio(scores)` (optional): the discriminator's estimate of `log p_data(x) / p_g(x)` from its
       raw scores, or `None` (the default) when the loss's discriminator estimates no such ratio; discriminator
-      rejection sampling (`gankit sample --drs`, [sampling.md](sampling.md)) needs it (bce: the scores themselves);
+      rejection sampling and latent refinement (`gankit sample --drs` / `--refine`, [sampling.md](sampling.md))
+      need it (bce: the scores themselves); it must be differentiable for `--refine`;
     - `check(*, config, regularizers)` (optional): raise `GankitError` before training when the settings or the
       regularizers do not suit the loss.
 

@@ -42,6 +42,32 @@ def tiny_run() -> dict:
     return dict(TINY_RUN)
 
 
+# A short bce run on the 2-D grid: enough for its discriminator to estimate a density ratio (the samplers that use
+# it: tests/test_rejection.py, tests/test_refinement.py).
+GRID_RUN = {"data": "grid:count=2000", "steps": 60, "batch_size": 64, "sample_every": 60, "log_every": 20,
+            "checkpoint_every": 60, "device": "cpu", "seed": 0}
+
+
+@pytest.fixture
+def grid_run_config() -> dict:
+    return dict(GRID_RUN)
+
+
+@pytest.fixture(scope="session")
+def grid_run(tmp_path_factory):
+    """A finished :data:`GRID_RUN`, trained once per session on one thread (tests only read it)."""
+    import torch
+
+    from gankit.api import train
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train(GRID_RUN, tmp_path_factory.mktemp("grid-run") / "grid")
+    finally:
+        torch.set_num_threads(previous)
+
+
 @pytest.fixture
 def one_thread():
     """torch on one thread: runs compared bit for bit use the same thread count, and tests do not fight

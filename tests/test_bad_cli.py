@@ -86,6 +86,8 @@ CORPUS = [
     BadInput("sample --out a folder", command("sample", "{run}", "--out", "{work}"), ("is a folder",)),
     BadInput("sample --out a folder named .png", with_file("grid.png/keep.txt", "", "sample", "{run}", "--out", "{work}/grid.png"), ("is a folder",)),
     BadInput("sample --out without a suffix", command("sample", "{run}", "--out", "{work}/grid"), ("must end in .png", "'grid'")),
+    BadInput("sample --refine not a whole number", command("sample", "{run}", "--refine", "2.5", "--out", "{work}/s.npy"), ("--refine", "integer")),
+    BadInput("eval --refine-rate not a number", command("eval", "{run}", "--metric", "modes", "--refine", "2", "--refine-rate", "fast"), ("--refine-rate",)),
     BadInput("sample --out inside a file", with_file("notes.txt", "notes", "sample", "{run}", "--out", "{file}/grid.png"), ("is a file, not a folder",)),
     BadInput("sample --out where the OS refuses", command("sample", "{run}", "--out", "/proc/gankit-test/grid.npy"), ("cannot write --out", "/proc/gankit-test/grid.npy")),
     # -- case 12: counts of 0 or less ----------------------------------------------------------------

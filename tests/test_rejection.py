@@ -17,21 +17,9 @@ from gankit.cli import app
 from gankit.errors import GankitError
 from gankit.rejection import MAX_PROPOSALS_PER_SAMPLE, RejectionSampler, check_sharpness
 
+from known_ratio import Identity, KnownRatio
+
 runner = CliRunner()
-
-
-class Identity(nn.Module):
-    """A "generator" whose samples are its noise: p_g = N(0, 1)."""
-
-    def forward(self, z):
-        return z
-
-
-class KnownRatio(nn.Module):
-    """A "discriminator" that knows log N(x; 0, 0.5^2) / N(x; 0, 1) = log 2 - 1.5 x^2 exactly."""
-
-    def forward(self, x):
-        return math.log(2.0) - 1.5 * x[:, 0] ** 2
 
 
 def draw(sharpness: float, count: int = 20_000, seed: int = 0, **options) -> tuple[torch.Tensor, RejectionSampler]:
@@ -111,20 +99,6 @@ def test_the_losses_that_estimate_a_ratio_say_so():
         assert default_registry().build("loss", name).value.log_density_ratio(scores) is None
 
 
-GRID = {"data": "grid:count=2000", "steps": 60, "batch_size": 64, "sample_every": 60, "log_every": 20,
-        "checkpoint_every": 60, "device": "cpu", "seed": 0}
-
-
-@pytest.fixture(scope="module")
-def grid_run(tmp_path_factory):
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return train(GRID, tmp_path_factory.mktemp("drs") / "grid")
-    finally:
-        torch.set_num_threads(previous)
-
-
 def test_sample_and_eval_from_a_run_with_drs(grid_run, tmp_path):
     out = tmp_path / "kept.npy"
     result = runner.invoke(app, ["sample", str(grid_run), "-n", "300", "--drs", "2", "--out", str(out)])
@@ -140,8 +114,8 @@ def test_sample_and_eval_from_a_run_with_drs(grid_run, tmp_path):
     assert report["drs"] == 1.0 and 0 < report["acceptance"] <= 1 and report["samples"] == 2500
 
 
-def test_drs_works_through_a_spectrally_normalised_discriminator(tmp_path, one_thread):
-    run = train({**GRID, "reg": ["spectral-norm"], "steps": 20, "checkpoint_every": 20}, tmp_path / "sn")
+def test_drs_works_through_a_spectrally_normalised_discriminator(tmp_path, one_thread, grid_run_config):
+    run = train({**grid_run_config, "reg": ["spectral-norm"], "steps": 20, "checkpoint_every": 20}, tmp_path / "sn")
     assert sample(run, 50, drs=1).shape == (50, 2)
 
 
@@ -160,15 +134,15 @@ def test_bad_drs_use_fails_with_one_line(grid_run, tmp_path, args, fragment):
     assert not list(tmp_path.iterdir())
 
 
-def test_a_loss_without_a_density_ratio_is_refused_in_one_line(tmp_path, one_thread):
-    run = train({**GRID, "loss": "hinge", "steps": 4, "checkpoint_every": 4}, tmp_path / "hinge")
+def test_a_loss_without_a_density_ratio_is_refused_in_one_line(tmp_path, one_thread, grid_run_config):
+    run = train({**grid_run_config, "loss": "hinge", "steps": 4, "checkpoint_every": 4}, tmp_path / "hinge")
     result = runner.invoke(app, ["eval", str(run), "--metric", "modes", "--drs", "1"])
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code != 0 and len(lines) == 1, result.output
     assert "--drs needs a discriminator that estimates the density ratio" in lines[0] and "hinge" in lines[0]
 
 
-def test_a_conditional_run_is_refused_in_one_line(tmp_path, one_thread):
-    run = train({**GRID, "conditional": True, "steps": 4, "checkpoint_every": 4}, tmp_path / "conditional")
+def test_a_conditional_run_is_refused_in_one_line(tmp_path, one_thread, grid_run_config):
+    run = train({**grid_run_config, "conditional": True, "steps": 4, "checkpoint_every": 4}, tmp_path / "conditional")
     with pytest.raises(GankitError, match="--drs samples unconditional runs"):
         sample(run, 10, drs=1)
