@@ -72,12 +72,17 @@ class LatentRefiner(nn.Module):
                     raise GankitError("--refine: the discriminator gave a non-finite score (NaN or Inf)")
                 (slope,) = torch.autograd.grad(ratio.sum(), z)  # per sample: the samples do not interact in eval mode
                 z = z + self.rate * slope.to(z.dtype)
+        if not torch.isfinite(z).all():
+            raise GankitError(f"--refine moved the noise to non-finite values; lower --refine-rate (it is {self.rate:g})")
         return z.detach()
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         moved = self.refine(z)
         with torch.no_grad():
-            return self.generator(moved)
+            samples = self.generator(moved)
+        if not torch.isfinite(samples).all():
+            raise GankitError("--refine: the generator gave non-finite samples (NaN or Inf) for the refined noise")
+        return samples
 
 
 def latent_refiner(generator: nn.Module, metadata: dict, *, steps: int, rate: float = DEFAULT_RATE, device="cpu",

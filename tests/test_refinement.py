@@ -58,6 +58,12 @@ def test_the_rate_must_be_a_positive_number(bad):
         check_rate(bad)
 
 
+def test_a_step_too_large_for_the_numbers_is_refused_in_one_line():
+    refiner = LatentRefiner(Identity(), KnownRatio(), lambda s: s, steps=1, rate=1e38)
+    with pytest.raises(GankitError, match="non-finite values; lower --refine-rate"):
+        refiner(torch.tensor([[1e3]]))
+
+
 def test_a_non_finite_score_is_refused():
     class Broken(nn.Module):
         def forward(self, x):
