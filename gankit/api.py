@@ -75,23 +75,17 @@ def sample(path: str | Path, n: int, *, seed: int = 0, ema: bool = True, device:
     from gankit.inference import check_count
 
     check_count(n, "the number of samples")
+    from gankit.refinement import sample as draw_refined, settings
+
+    refinement = settings(refine, refine_rate, drs=drs)
+    if (drs is not None or refinement) and classes is not None:
+        raise GankitError(f"{'drs' if drs is not None else 'refine'} samples unconditional runs: leave out classes")
     if drs is not None:
         from gankit.rejection import sample as draw_kept
 
-        if classes is not None:
-            raise GankitError("drs samples unconditional runs: leave out classes")
-        if refine is not None:
-            raise GankitError("refine and drs are two ways to use the discriminator: choose one")
         return draw_kept(path, n, sharpness=drs, seed=seed, ema=ema, device=device)
-    if refine is not None or refine_rate is not None:
-        from gankit.refinement import DEFAULT_RATE, sample as draw_refined
-
-        if refine is None:
-            raise GankitError("refine_rate applies to latent refinement: give refine (a number of steps)")
-        if classes is not None:
-            raise GankitError("refine samples unconditional runs: leave out classes")
-        rate = DEFAULT_RATE if refine_rate is None else refine_rate
-        return draw_refined(path, n, steps=refine, rate=rate, seed=seed, ema=ema, device=device)
+    if refinement:
+        return draw_refined(path, n, **refinement, seed=seed, ema=ema, device=device)
     return draw(path, n, seed=seed, ema=ema, device=device, classes=classes)
 
 

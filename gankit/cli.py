@@ -827,7 +827,7 @@ def evaluate(
     console = Console()
     console.print(
         f"{result['metric']} of {result['checkpoint']}: step {result['step']}, {result['samples']} samples"
-        f"{' (EMA generator)' if result['ema'] else ''}{_drs_note(result)}",
+        f"{' (EMA generator)' if result['ema'] else ''}{_sampler_note(result)}",
         highlight=False,
     )
     table = Table(caption=f"headline: {result['key']} ({direction} is better)")
@@ -838,7 +838,7 @@ def evaluate(
     console.print(table)
 
 
-def _drs_note(result: dict) -> str:
+def _sampler_note(result: dict) -> str:
     if "refine" in result:
         return f", latent refinement --refine {result['refine']} (rate {result['refine_rate']:g})"
     if "drs" not in result:

@@ -82,7 +82,9 @@ def evaluate_checkpoint(path: str | Path, metric_spec: str, *, count: int | None
     check_seed(seed)
     registry = registry or default_registry()
     generator, metadata = load_generator(path, registry=registry, device=device, ema=ema)
-    refinement = _refinement(refine, refine_rate, drs)
+    from gankit.refinement import settings
+
+    refinement = settings(refine, refine_rate, drs=drs)
     generator = _sampler(generator, metadata, drs=drs, refinement=refinement, seed=seed, device=device,
                          registry=registry)
     if count is not None:  # the samples alone; a metric needs some memory of its own besides
@@ -122,19 +124,6 @@ def _sampler(generator, metadata: dict, *, drs: float | None, refinement: dict, 
 
         return latent_refiner(generator, metadata, **refinement, device=device, registry=registry)
     return generator
-
-
-def _refinement(steps: int | None, rate: float | None, drs: float | None) -> dict:
-    """``latent_refiner``'s keywords for ``refine``/``refine_rate`` (empty without ``refine``), checked."""
-    from gankit.refinement import DEFAULT_RATE, check_rate, check_steps
-
-    if steps is None:
-        if rate is not None:
-            raise GankitError("refine_rate applies to latent refinement: give refine (a number of steps)")
-        return {}
-    if drs is not None:
-        raise GankitError("refine and drs are two ways to use the discriminator: choose one")
-    return {"steps": check_steps(steps), "rate": DEFAULT_RATE if rate is None else check_rate(rate)}
 
 
 class TrainingEvaluator:

@@ -43,6 +43,18 @@ def check_rate(value: Any) -> float:
     return float(value)
 
 
+def settings(steps: int | None, rate: float | None, *, drs: float | None = None) -> dict:
+    """``latent_refiner``'s ``steps`` and ``rate`` for the Python API's ``refine``/``refine_rate`` (empty without
+    ``refine``), checked: a rate without steps, or refinement together with ``drs``, is refused in one line."""
+    if steps is None:
+        if rate is not None:
+            raise GankitError("refine_rate applies to latent refinement: give refine (a number of steps)")
+        return {}
+    if drs is not None:
+        raise GankitError("refine and drs are two ways to use the discriminator: choose one")
+    return {"steps": check_steps(steps), "rate": DEFAULT_RATE if rate is None else check_rate(rate)}
+
+
 class LatentRefiner(nn.Module):
     """Stands in for a generator: ``refiner(z)`` is ``generator(z')``, where ``z'`` is ``z`` after ``steps``
     gradient-ascent steps of size ``rate`` on ``log_ratio(discriminator(generator(z)))``. Always in eval mode."""
