@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from gankit.api import sample, train
 from gankit.cli import app
 from gankit.errors import GankitError
+from gankit.inference import sample_noise
 from gankit.refinement import DEFAULT_RATE, LatentRefiner, check_rate, check_steps
 
 from known_ratio import Identity, KnownRatio
@@ -117,6 +118,20 @@ def test_bad_refine_use_fails_with_one_line(grid_run, tmp_path, args, fragment, 
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code != 0 and len(lines) == 1 and fragment in lines[0], result.output
     assert not list(tmp_path.iterdir())
+
+
+def test_refine_works_through_a_spectrally_normalised_discriminator(tmp_path, one_thread, grid_run_config):
+    run = train({**grid_run_config, "reg": ["spectral-norm"], "steps": 20, "checkpoint_every": 20}, tmp_path / "sn")
+    from gankit.inference import load_generator
+    from gankit.refinement import latent_refiner
+
+    generator, metadata = load_generator(run)
+    refiner = latent_refiner(generator, metadata, steps=3)
+    z = torch.randn(50, 2, generator=torch.Generator().manual_seed(0))
+    first = refiner(z)
+    assert first.shape == (50, 2) and torch.isfinite(first).all()
+    assert torch.equal(refiner(z), first)  # the same module again: no power iteration moved the normalised weights
+    assert torch.equal(sample(run, 50, refine=3), refiner(sample_noise(50, 2, seed=0)))
 
 
 def test_the_api_refuses_what_it_cannot_do(grid_run):
