@@ -691,8 +691,8 @@ def _check_sample_options(out: Path, *, overwrite: bool, seed: int, device: str,
     check_sample_output(out, overwrite=overwrite, walk=interpolate is not None)
     check_seed(seed)
     check_device(device)
+    _check_samplers(refine, refine_rate, drs)
     _check_sample_counts(n, interpolate, frames, drs)
-    _check_refine(refine, refine_rate, drs)
 
 
 def _refined(generator, metadata: dict, refine: int | None, refine_rate: float | None, *, device: str):
@@ -707,7 +707,7 @@ def _refined(generator, metadata: dict, refine: int | None, refine_rate: float |
     return refiner, f" (latent refinement, --refine {refine}, rate {refiner.rate:g})"
 
 
-def _check_refine(refine: int | None, refine_rate: float | None, drs: float | None) -> None:
+def _check_samplers(refine: int | None, refine_rate: float | None, drs: float | None) -> None:
     """--drs K, --refine N and --refine-rate, checked before any file is read."""
     if drs is not None:
         from gankit.rejection import check_sharpness
@@ -730,12 +730,8 @@ def _check_sample_counts(n: int | None, interpolate: int | None, frames: int | N
     from gankit.inference import check_count
     from gankit.walks import DEFAULT_FRAMES, check_walk
 
-    if drs is not None:
-        from gankit.rejection import check_sharpness
-
-        check_sharpness(drs)
-        if interpolate is not None:
-            raise GankitError("--drs does not apply to --interpolate: a walk needs every frame's noise")
+    if drs is not None and interpolate is not None:  # --drs itself is checked by _check_samplers
+        raise GankitError("--drs does not apply to --interpolate: a walk needs every frame's noise")
 
     if interpolate is None:
         if frames is not None:
@@ -809,7 +805,7 @@ def evaluate(
     from gankit.config import check_device
 
     check_device(device)
-    _check_refine(refine, refine_rate, drs)
+    _check_samplers(refine, refine_rate, drs)
     from gankit.engine import resolve_device
     from gankit.evaluation import evaluate_checkpoint
 
